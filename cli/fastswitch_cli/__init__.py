@@ -1,0 +1,1 @@
+"""The `fastswitch` command: the top layer, allowed to start every service."""

@@ -1,0 +1,69 @@
+"""`fastswitch` entry point: one subcommand per job, each implemented in its own module.
+
+Subcommands register themselves here by module path; a subcommand whose capability is not
+built yet prints what is missing and exits with status 2 instead of pretending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("fastswitch_cli.up", "run scheduler + kvstore + worker(s) locally on 127.0.0.1"),
+    "bench": ("fastswitch_cli.bench", "replay a multi-tenant workload: baseline vs FastSwitch"),
+    "generate": ("fastswitch_cli.generate", "generate text via a scheduler or in-process"),
+    "scheduler": ("fastswitch_cli.scheduler", "run the scheduler service"),
+    "worker": ("fastswitch_cli.worker", "run one worker service"),
+    "kvstore": ("fastswitch_cli.kvstore", "run the kvstore service"),
+}
+
+NOT_BUILT_EXIT_CODE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastswitch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module = _load(module_name)
+        if module is None:
+            sub_parser.set_defaults(run=_not_built(name))
+            sub_parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        else:
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def _load(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+
+
+def _not_built(name: str):
+    def run(_args: argparse.Namespace) -> int:
+        print(
+            f"fastswitch {name}: not built yet in this version of FastSwitch "
+            "(see the README's status table).",
+            file=sys.stderr,
+        )
+        return NOT_BUILT_EXIT_CODE
+
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

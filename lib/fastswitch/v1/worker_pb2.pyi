@@ -1,0 +1,169 @@
+from fastswitch.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SessionRequest(_message.Message):
+    __slots__ = ("admit", "preempt", "resume", "abort", "update_priorities", "drain")
+    ADMIT_FIELD_NUMBER: _ClassVar[int]
+    PREEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    admit: AdmitCommand
+    preempt: PreemptCommand
+    resume: ResumeCommand
+    abort: AbortCommand
+    update_priorities: UpdatePrioritiesCommand
+    drain: DrainCommand
+    def __init__(self, admit: _Optional[_Union[AdmitCommand, _Mapping]] = ..., preempt: _Optional[_Union[PreemptCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeCommand, _Mapping]] = ..., abort: _Optional[_Union[AbortCommand, _Mapping]] = ..., update_priorities: _Optional[_Union[UpdatePrioritiesCommand, _Mapping]] = ..., drain: _Optional[_Union[DrainCommand, _Mapping]] = ...) -> None: ...
+
+class AdmitCommand(_message.Message):
+    __slots__ = ("request_id", "prompt_token_ids", "sampling", "stop", "conversation_id", "priority")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    sampling: _common_pb2.SamplingParams
+    stop: _common_pb2.StopConditions
+    conversation_id: str
+    priority: int
+    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., stop: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., conversation_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class PreemptCommand(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class ResumeCommand(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class AbortCommand(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class UpdatePrioritiesCommand(_message.Message):
+    __slots__ = ("priorities",)
+    class PrioritiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    priorities: _containers.ScalarMap[str, int]
+    def __init__(self, priorities: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class DrainCommand(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("hello", "step")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    hello: WorkerHello
+    step: StepEvent
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., step: _Optional[_Union[StepEvent, _Mapping]] = ...) -> None: ...
+
+class WorkerHello(_message.Message):
+    __slots__ = ("worker_id", "model", "max_model_len", "capacity")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    model: str
+    max_model_len: int
+    capacity: _common_pb2.KVCapacity
+    def __init__(self, worker_id: _Optional[str] = ..., model: _Optional[str] = ..., max_model_len: _Optional[int] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ...) -> None: ...
+
+class StepEvent(_message.Message):
+    __slots__ = ("step", "outputs", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SWAP_FIELD_NUMBER: _ClassVar[int]
+    KV_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    KV_EVICTED_CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    outputs: _containers.RepeatedCompositeFieldContainer[RequestOutput]
+    state_changes: _containers.RepeatedCompositeFieldContainer[RequestStateChange]
+    capacity: _common_pb2.KVCapacity
+    swap: _common_pb2.SwapStats
+    kv_published: _containers.RepeatedCompositeFieldContainer[KVPublish]
+    kv_evicted_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RequestOutput(_message.Message):
+    __slots__ = ("request_id", "token_ids", "logprobs", "finish_reason", "usage")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    logprobs: _containers.RepeatedScalarFieldContainer[float]
+    finish_reason: _common_pb2.FinishReason
+    usage: _common_pb2.Usage
+    def __init__(self, request_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class RequestStateChange(_message.Message):
+    __slots__ = ("request_id", "state", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    state: _common_pb2.RequestState
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RequestState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class KVPublish(_message.Message):
+    __slots__ = ("conversation_id", "num_tokens", "prefix_hash", "num_bytes")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_HASH_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    num_tokens: int
+    prefix_hash: str
+    num_bytes: int
+    def __init__(self, conversation_id: _Optional[str] = ..., num_tokens: _Optional[int] = ..., prefix_hash: _Optional[str] = ..., num_bytes: _Optional[int] = ...) -> None: ...
+
+class GetWorkerStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetWorkerStatsResponse(_message.Message):
+    __slots__ = ("worker_id", "capacity", "swap", "num_running_requests", "num_swapped_requests", "num_waiting_requests")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    SWAP_FIELD_NUMBER: _ClassVar[int]
+    NUM_RUNNING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SWAPPED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_WAITING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    capacity: _common_pb2.KVCapacity
+    swap: _common_pb2.SwapStats
+    num_running_requests: int
+    num_swapped_requests: int
+    num_waiting_requests: int
+    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., num_running_requests: _Optional[int] = ..., num_swapped_requests: _Optional[int] = ..., num_waiting_requests: _Optional[int] = ...) -> None: ...
