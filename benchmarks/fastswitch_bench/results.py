@@ -1,0 +1,210 @@
+"""What one configuration's run produced, and the report's JSON document built from it (pure).
+
+`build_report` fixes the report.json contract:
+`{"configs": {name: figures}, "ratios": {...}, "ratios_note": str, "machine": {...},
+"command": str, "workload": {...}, "fairness_window_s": float | None}`, where every config's
+figures hold `ttft_ms`, `tbt_ms` and `e2e_ms` objects keyed `p50`, `p95`, `p99`, `p99.9`
+(plus `num_samples`, `mean`, `min`, `max`), `throughput_tokens_per_s`, `swap` and `fairness`.
+A latency with no samples has null figures rather than a made-up number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fastswitch_bench.stats import (
+    DEFAULT_PERCENTILES,
+    BacklogInterval,
+    ServiceEvent,
+    backlogged_fairness,
+    jain_index,
+    percentile_key,
+    summarize,
+)
+
+BASELINE = "baseline"
+FASTSWITCH = "fastswitch"
+DEFAULT_FAIRNESS_WINDOW_S = 2.0
+RATIOS_NOTE = (
+    "Every ratio is > 1 when FastSwitch does better: baseline / fastswitch for latencies, "
+    "swap bytes, copies and stall time; fastswitch / baseline for throughput. "
+    "null when either side is missing or the denominator is zero."
+)
+
+
+@dataclass(frozen=True)
+class SwapFigures:
+    """Context-switch totals reported by the worker(s) over the run. GB = 1e9 bytes."""
+
+    num_preemptions: int
+    swap_out_bytes: int
+    swap_in_bytes: int
+    num_copies: int  # copy calls issued (per block x layer x K/V in the baseline, per extent else)
+    stall_ms: float  # time the model waited on copies
+    copy_ms: float  # time copies were in flight, overlapped or not
+    bandwidth_gb_per_s: Sequence[float] = ()  # achieved, one sample per swap job
+
+    @property
+    def total_bytes(self) -> int:
+        return self.swap_out_bytes + self.swap_in_bytes
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """One configuration's replay of the workload. Times are client-side, in ms per sample;
+    `service_events` and `backlog` are in seconds since the run started; `settings` describes
+    the configuration (mode, block size, ...) for the reader."""
+
+    name: str
+    ttft_ms: Sequence[float]
+    tbt_ms: Sequence[float]
+    e2e_ms: Sequence[float]
+    num_generated_tokens: int
+    duration_s: float
+    tenant_weights: Mapping[str, float]
+    served_tokens_by_tenant: Mapping[str, int]
+    service_events: Sequence[ServiceEvent]
+    backlog: Sequence[BacklogInterval]
+    swap: SwapFigures
+    settings: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a configuration needs a name")
+        if not self.duration_s > 0:
+            raise ValueError(f"{self.name}: duration_s must be > 0, got {self.duration_s}")
+        tenants = set(self.served_tokens_by_tenant) | {e.tenant for e in self.service_events}
+        unweighted = tenants - set(self.tenant_weights)
+        if unweighted:
+            raise ValueError(f"{self.name}: no weight for tenants {sorted(unweighted)}")
+
+
+def latency_figures(values_ms: Sequence[float]) -> dict[str, float | int | None]:
+    """summarize(), or the same keys with null figures when there are no samples (pure)."""
+    if len(values_ms) == 0:
+        keys = ["mean", "min", "max", *(percentile_key(q) for q in DEFAULT_PERCENTILES)]
+        return {"num_samples": 0, **dict.fromkeys(keys)}
+    return summarize(values_ms)
+
+
+def config_figures(
+    result: ConfigResult, *, fairness_window_s: float | None = DEFAULT_FAIRNESS_WINDOW_S
+) -> dict[str, object]:
+    """The report's figures for one configuration (pure)."""
+    swap = result.swap
+    return {
+        "name": result.name,
+        "settings": dict(result.settings),
+        "num_requests": len(result.e2e_ms),
+        "ttft_ms": latency_figures(result.ttft_ms),
+        "tbt_ms": latency_figures(result.tbt_ms),
+        "e2e_ms": latency_figures(result.e2e_ms),
+        "num_generated_tokens": result.num_generated_tokens,
+        "duration_s": result.duration_s,
+        "throughput_tokens_per_s": result.num_generated_tokens / result.duration_s,
+        "swap": {
+            "num_preemptions": swap.num_preemptions,
+            "swap_out_bytes": swap.swap_out_bytes,
+            "swap_in_bytes": swap.swap_in_bytes,
+            "total_bytes": swap.total_bytes,
+            "num_copies": swap.num_copies,
+            "stall_ms": swap.stall_ms,
+            "copy_ms": swap.copy_ms,
+            "bandwidth_gb_per_s": latency_figures(swap.bandwidth_gb_per_s),
+        },
+        "fairness": _fairness_figures(result, fairness_window_s),
+    }
+
+
+def compute_ratios(baseline: Mapping, fastswitch: Mapping) -> dict[str, float | None]:
+    """Baseline-versus-FastSwitch ratios from two `config_figures` results (pure)."""
+    ratios = {}
+    for metric in ("ttft_ms", "tbt_ms", "e2e_ms"):
+        for q in DEFAULT_PERCENTILES:
+            key = percentile_key(q)
+            ratios[f"{metric.removesuffix('_ms')}_{key}"] = _ratio(
+                baseline[metric][key], fastswitch[metric][key]
+            )
+    ratios["throughput"] = _ratio(
+        fastswitch["throughput_tokens_per_s"], baseline["throughput_tokens_per_s"]
+    )
+    for key, swap_key in (
+        ("swap_bytes", "total_bytes"),
+        ("num_copies", "num_copies"),
+        ("stall_ms", "stall_ms"),
+    ):
+        ratios[key] = _ratio(baseline["swap"][swap_key], fastswitch["swap"][swap_key])
+    return ratios
+
+
+def build_report(
+    results: Sequence[ConfigResult],
+    *,
+    command: str,
+    machine: Mapping[str, object],
+    workload: Mapping[str, object],
+    fairness_window_s: float | None = DEFAULT_FAIRNESS_WINDOW_S,
+) -> dict[str, object]:
+    """The report.json document (pure). `results` must include configurations named
+    "baseline" and "fastswitch" (ratios compare those two); further ones, e.g. ablations,
+    appear under "configs" only."""
+    names = [r.name for r in results]
+    if len(set(names)) != len(names):
+        raise ValueError(f"configuration names must be unique, got {names}")
+    missing = {BASELINE, FASTSWITCH} - set(names)
+    if missing:
+        raise ValueError(f"the report compares baseline and fastswitch; missing {sorted(missing)}")
+    configs = {r.name: config_figures(r, fairness_window_s=fairness_window_s) for r in results}
+    return {
+        "configs": configs,
+        "ratios": compute_ratios(configs[BASELINE], configs[FASTSWITCH]),
+        "ratios_note": RATIOS_NOTE,
+        "machine": dict(machine),
+        "command": command,
+        "workload": dict(workload),
+        "fairness_window_s": fairness_window_s,
+    }
+
+
+def _fairness_figures(result: ConfigResult, window_s: float | None) -> dict[str, object]:
+    weighted = {
+        tenant: result.served_tokens_by_tenant.get(tenant, 0) / weight
+        for tenant, weight in result.tenant_weights.items()
+    }
+    total_served = sum(result.served_tokens_by_tenant.values())
+    # Over the whole run, Jain's index only means "fair" if every tenant always had work;
+    # the backlogged figure below is the one that measures the scheduler.
+    whole_run_jain = jain_index(weighted.values()) if any(weighted.values()) else None
+    backlogged = backlogged_fairness(
+        result.service_events, result.backlog, result.tenant_weights, window_s=window_s
+    )
+    return {
+        "jain_whole_run": whole_run_jain,
+        "per_tenant": {
+            tenant: {
+                "weight": weight,
+                "served_tokens": result.served_tokens_by_tenant.get(tenant, 0),
+                "service_share": (
+                    result.served_tokens_by_tenant.get(tenant, 0) / total_served
+                    if total_served
+                    else None
+                ),
+                "weighted_service": weighted[tenant],
+            }
+            for tenant, weight in result.tenant_weights.items()
+        },
+        "backlogged": {
+            "jain_mean": backlogged.mean_jain,
+            "jain_min": backlogged.min_jain,
+            "num_intervals": len(backlogged.intervals),
+            "covered_s": backlogged.covered_s,
+            "window_s": window_s,
+        },
+    }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator

@@ -1,0 +1,209 @@
+"""Human-readable renderings of the report: report.md and the terminal summary (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fastswitch_bench.results import (
+    BASELINE,
+    FASTSWITCH,
+    RATIOS_NOTE,
+    ConfigResult,
+    compute_ratios,
+    config_figures,
+)
+
+MIB = 2**20
+
+# (label, path into a config's figures, scale, key in "ratios" or None)
+_METRIC_ROWS: tuple[tuple[str, tuple[str, ...], float, str | None], ...] = (
+    ("TTFT p50 (ms)", ("ttft_ms", "p50"), 1.0, "ttft_p50"),
+    ("TTFT p95 (ms)", ("ttft_ms", "p95"), 1.0, "ttft_p95"),
+    ("TTFT p99 (ms)", ("ttft_ms", "p99"), 1.0, "ttft_p99"),
+    ("TTFT p99.9 (ms)", ("ttft_ms", "p99.9"), 1.0, "ttft_p99.9"),
+    ("TBT p50 (ms)", ("tbt_ms", "p50"), 1.0, "tbt_p50"),
+    ("TBT p95 (ms)", ("tbt_ms", "p95"), 1.0, "tbt_p95"),
+    ("TBT p99 (ms)", ("tbt_ms", "p99"), 1.0, "tbt_p99"),
+    ("TBT p99.9 (ms)", ("tbt_ms", "p99.9"), 1.0, "tbt_p99.9"),
+    ("E2E p99 (ms)", ("e2e_ms", "p99"), 1.0, "e2e_p99"),
+    ("throughput (tokens/s)", ("throughput_tokens_per_s",), 1.0, "throughput"),
+)
+_SWAP_ROWS: tuple[tuple[str, tuple[str, ...], float, str | None], ...] = (
+    ("preemptions", ("swap", "num_preemptions"), 1.0, None),
+    ("swapped out (MiB)", ("swap", "swap_out_bytes"), 1 / MIB, None),
+    ("swapped in (MiB)", ("swap", "swap_in_bytes"), 1 / MIB, None),
+    ("swap traffic (MiB)", ("swap", "total_bytes"), 1 / MIB, "swap_bytes"),
+    ("copy calls", ("swap", "num_copies"), 1.0, "num_copies"),
+    ("stall (ms)", ("swap", "stall_ms"), 1.0, "stall_ms"),
+    ("copy time (ms)", ("swap", "copy_ms"), 1.0, None),
+    ("bandwidth p50 (GB/s)", ("swap", "bandwidth_gb_per_s", "p50"), 1.0, None),
+)
+_FAIRNESS_ROWS: tuple[tuple[str, tuple[str, ...], float, str | None], ...] = (
+    ("Jain, backlogged mean", ("fairness", "backlogged", "jain_mean"), 1.0, None),
+    ("Jain, backlogged min", ("fairness", "backlogged", "jain_min"), 1.0, None),
+    ("backlogged intervals", ("fairness", "backlogged", "num_intervals"), 1.0, None),
+    ("contended time (s)", ("fairness", "backlogged", "covered_s"), 1.0, None),
+    ("Jain, whole run", ("fairness", "jain_whole_run"), 1.0, None),
+)
+
+# What the terminal summary shows: headline latencies, switch cost and fairness.
+_TERMINAL_ROWS = (
+    *_METRIC_ROWS,
+    _SWAP_ROWS[0],  # preemptions
+    _SWAP_ROWS[3],  # swap traffic
+    _SWAP_ROWS[4],  # copy calls
+    _SWAP_ROWS[5],  # stall
+    _FAIRNESS_ROWS[0],  # Jain, backlogged mean
+)
+
+
+def format_number(value: object) -> str:
+    """Short, readable numbers; None (no data) renders as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:#.3g}"
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio as "2.50x"; None (undefined) renders as a dash."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def summary_table(results: Sequence[ConfigResult]) -> str:
+    """A fixed-width table of the headline figures, one column per configuration, plus a
+    ratio column when both baseline and fastswitch are present (what `make demo` prints)."""
+    configs = {r.name: config_figures(r) for r in results}
+    ratios = _ratios_if_comparable(configs)
+    rows = _rows(configs, ratios, _TERMINAL_ROWS)
+    header = ["metric", *configs, *(["ratio"] if ratios else [])]
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
+    """report.md from a `build_report` document and the plots written beside it."""
+    configs: Mapping = report["configs"]
+    ratios: Mapping = report["ratios"]
+    workload: Mapping = report["workload"]
+    parts = [
+        "# FastSwitch benchmark: " + " vs ".join(configs),
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ]
+    if "description" in workload:
+        parts += [f"Workload: {workload['description']}", ""]
+    parts += [
+        "## Configurations",
+        "",
+        *_key_value_table({n: f["settings"] for n, f in configs.items()}),
+        "",
+    ]
+    parts += ["## Latency and throughput", "", *_markdown_table(configs, ratios, _METRIC_ROWS), ""]
+    parts += [f"Ratios: {RATIOS_NOTE}", ""]
+    parts += ["## Context switches", "", *_markdown_table(configs, ratios, _SWAP_ROWS), ""]
+    parts += [
+        "## Fairness",
+        "",
+        "Jain's index of weight-normalised service (tokens / weight) over intervals in which at "
+        "least two tenants had work queued or running"
+        + (
+            f", cut into windows of {report['fairness_window_s']} s"
+            if report.get("fairness_window_s")
+            else ""
+        )
+        + "; 1 is perfectly fair, 1/n means one tenant took everything.",
+        "",
+        *_markdown_table(configs, ratios, _FAIRNESS_ROWS),
+        "",
+        *_tenant_table(configs),
+        "",
+    ]
+    parts += ["## Workload", "", *_key_value_table(workload), ""]
+    parts += ["## Machine", "", *_key_value_table(report["machine"]), ""]
+    if plot_file_names:
+        parts += ["## Plots", ""]
+        parts += [f"![{name.removesuffix('.png')}]({name})" for name in plot_file_names]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _ratios_if_comparable(configs: Mapping) -> dict[str, float | None]:
+    if BASELINE in configs and FASTSWITCH in configs:
+        return compute_ratios(configs[BASELINE], configs[FASTSWITCH])
+    return {}
+
+
+def _rows(configs: Mapping, ratios: Mapping, specs) -> list[list[str]]:
+    rows = []
+    for label, path, scale, ratio_key in specs:
+        row = [label]
+        for figures in configs.values():
+            value = _lookup(figures, path)
+            row.append(
+                format_number(value * scale if value is not None and scale != 1.0 else value)
+            )
+        if ratios:
+            row.append(format_ratio(ratios.get(ratio_key)) if ratio_key else "")
+        rows.append(row)
+    return rows
+
+
+def _markdown_table(configs: Mapping, ratios: Mapping, specs) -> list[str]:
+    header = ["metric", *configs, *(["baseline / fastswitch"] if ratios else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(configs, ratios, specs)]
+    return lines
+
+
+def _tenant_table(configs: Mapping) -> list[str]:
+    tenants = sorted({t for figures in configs.values() for t in figures["fairness"]["per_tenant"]})
+    header = ["tenant", *(f"{name}: tokens (share)" for name in configs)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for tenant in tenants:
+        row = [tenant]
+        for figures in configs.values():
+            entry = figures["fairness"]["per_tenant"].get(tenant)
+            if entry is None:
+                row.append("-")
+                continue
+            share = entry["service_share"]
+            share_text = "-" if share is None else f"{share:.1%}"
+            row.append(
+                f"{entry['served_tokens']:,} ({share_text}), weight {format_number(entry['weight'])}"
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _key_value_table(values: Mapping) -> list[str]:
+    lines = ["| key | value |", "|---|---|"]
+    for key, value in values.items():
+        text = format_number(value) if not isinstance(value, Mapping) else _inline(value)
+        lines.append(f"| {key} | {text} |")
+    return lines
+
+
+def _inline(mapping: Mapping) -> str:
+    return "; ".join(
+        f"{k}: {_inline(v) if isinstance(v, Mapping) else format_number(v)}"
+        for k, v in mapping.items()
+    )
+
+
+def _lookup(figures: Mapping, path: tuple[str, ...]):
+    value = figures
+    for key in path:
+        value = value[key]
+    return value

@@ -1,0 +1,103 @@
+"""The resource the operator serves, and every child name, label and address it builds.
+
+Each child name is built here and only here, so the builders, the status and the tests agree.
+"""
+
+from __future__ import annotations
+
+GROUP = "fastswitch.io"
+VERSION = "v1alpha1"
+PLURAL = "fastswitchclusters"
+KIND = "FastSwitchCluster"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MANAGED_BY = "fastswitch-operator"
+APP_NAME = "fastswitch"
+
+# Components, as in the `app.kubernetes.io/component` label.
+WORKER = "worker"
+SCHEDULER = "scheduler"
+KVSTORE = "kvstore"
+REDIS = "redis"
+COMPONENTS = (WORKER, SCHEDULER, KVSTORE, REDIS)
+
+# gRPC ports served by `fastswitch scheduler|worker|kvstore`, and Redis.
+SCHEDULER_PORT = 50051
+WORKER_PORT = 50061
+KVSTORE_PORT = 50071
+REDIS_PORT = 6379
+
+# Service names are DNS labels (63 characters) and a StatefulSet's name must leave room for the
+# revision hash its pods carry in a label (52 characters): "-workers" and "-scheduler" fit
+# behind 40. The CRD enforces the same limit.
+MAX_CLUSTER_NAME_LENGTH = 40
+
+
+def workers_name(cluster: str) -> str:
+    """The worker StatefulSet and its headless Service (pods are `<this>-<ordinal>`)."""
+    return f"{cluster}-workers"
+
+
+def scheduler_name(cluster: str) -> str:
+    """The scheduler Deployment and its Service."""
+    return f"{cluster}-scheduler"
+
+
+def scheduler_config_name(cluster: str) -> str:
+    """The ConfigMap holding the scheduler's policy parameters."""
+    return f"{cluster}-scheduler-policy"
+
+
+def kvstore_name(cluster: str) -> str:
+    """The kvstore Deployment and its Service."""
+    return f"{cluster}-kvstore"
+
+
+def redis_name(cluster: str) -> str:
+    """The Redis Deployment and Service the operator runs when no external Redis is given."""
+    return f"{cluster}-redis"
+
+
+def selector_labels(cluster: str, component: str) -> dict[str, str]:
+    """Labels that select a component's pods; never change them on live objects."""
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def labels(cluster: str, component: str) -> dict[str, str]:
+    """Recommended labels for every child object and pod."""
+    return {
+        **selector_labels(cluster, component),
+        "app.kubernetes.io/part-of": APP_NAME,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def label_selector(cluster: str, component: str) -> str:
+    """`selector_labels` as the string form the scale subresource and kubectl use."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(cluster, component).items())
+
+
+def service_host(name: str, namespace: str) -> str:
+    """A Service's in-cluster DNS name (the cluster domain comes from the pod's search path)."""
+    return f"{name}.{namespace}.svc"
+
+
+def scheduler_address(cluster: str, namespace: str) -> str:
+    return f"{service_host(scheduler_name(cluster), namespace)}:{SCHEDULER_PORT}"
+
+
+def kvstore_address(cluster: str, namespace: str) -> str:
+    return f"{service_host(kvstore_name(cluster), namespace)}:{KVSTORE_PORT}"
+
+
+def workers_address(cluster: str, namespace: str) -> str:
+    """The headless Service: its DNS name resolves to every ready worker pod."""
+    return f"{service_host(workers_name(cluster), namespace)}:{WORKER_PORT}"
+
+
+def redis_url(cluster: str, namespace: str) -> str:
+    return f"redis://{service_host(redis_name(cluster), namespace)}:{REDIS_PORT}/0"

@@ -1,0 +1,99 @@
+"""One reconcile of a FastSwitchCluster: validate, apply its children, prune, compute status.
+
+Level-triggered: it reads the whole resource, never a diff, so the kopf handlers (create,
+update, resume) and the child-event handler can all call it, in any order, any number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from fastswitch_operator import names, status
+from fastswitch_operator.children import CHILD_KINDS, build_children, workload_names
+from fastswitch_operator.kube import KubeApi
+from fastswitch_operator.spec import ClusterSpec, Images, parse_spec
+
+
+class WaitingError(Exception):
+    """The spec is fine but the world is not ready for it yet (retry later)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: dict[str, Any]
+    actions: dict[str, str]  # "Kind/name" -> created | patched | unchanged | deleted
+
+    @property
+    def is_ready(self) -> bool:
+        return status.is_ready(self.status)
+
+
+def reconcile(api: KubeApi, body: Mapping[str, Any], default_images: Images, now: str) -> Outcome:
+    """Make the children match the spec and return the status to write.
+
+    Raises spec.InvalidSpecError for a spec that cannot be deployed and WaitingError for one
+    that cannot be deployed yet (nothing is written in both cases), kube.KubeError (or its
+    NotOwnedError) when the API refuses.
+    """
+    meta = body["metadata"]
+    cluster = parse_spec(meta["name"], meta["namespace"], body.get("spec") or {}, default_images)
+    claim = cluster.model.pvc_claim_name
+    if claim is not None and api.get("v1", "PersistentVolumeClaim", cluster.namespace, claim) is None:
+        raise WaitingError("WaitingForVolume",
+                           f"waiting for PersistentVolumeClaim {claim} (spec.model.pvc)")
+    desired = build_children(cluster)
+    kopf.adopt(desired, owner=dict(body))
+    actions: dict[str, str] = {}
+    live: dict[tuple[str, str], dict[str, Any]] = {}
+    for child in desired:
+        applied = api.apply(child, owner_uid=meta["uid"])
+        actions[f"{child['kind']}/{child['metadata']['name']}"] = applied.action
+        live[(child["kind"], child["metadata"]["name"])] = applied.live
+    for kind, name in prune(api, cluster, meta["uid"], desired):
+        actions[f"{kind}/{name}"] = "deleted"
+    new_status = status.build_status(
+        cluster_name=cluster.name,
+        namespace=cluster.namespace,
+        generation=int(meta.get("generation") or 0),
+        desired_workers=cluster.workers.replicas,
+        states=_states(cluster, live),
+        previous=body.get("status") or {},
+        now=now,
+    )
+    return Outcome(new_status, actions)
+
+
+def prune(api: KubeApi, cluster: ClusterSpec, owner_uid: str,
+          desired: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Delete children this cluster owns but no longer wants (e.g. its Redis, once an
+    external one is configured)."""
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    selector = (f"app.kubernetes.io/instance={cluster.name},"
+                f"app.kubernetes.io/managed-by={names.MANAGED_BY}")
+    deleted = []
+    for api_version, kind in CHILD_KINDS:
+        for obj in api.list(api_version, kind, cluster.namespace, selector):
+            name = obj["metadata"]["name"]
+            owned = any(ref.get("uid") == owner_uid
+                        for ref in obj["metadata"].get("ownerReferences") or [])
+            if owned and (kind, name) not in wanted:
+                api.delete(api_version, kind, cluster.namespace, name)
+                deleted.append((kind, name))
+    return deleted
+
+
+def _states(cluster: ClusterSpec, live: Mapping[tuple[str, str], Mapping[str, Any]]
+            ) -> dict[str, status.WorkloadState]:
+    components = [names.WORKER, names.SCHEDULER, names.KVSTORE]
+    if cluster.kvstore.is_redis_managed:
+        components.append(names.REDIS)
+    workloads = workload_names(cluster.name)
+    return {c: status.WorkloadState.of(live.get(workloads[c])) for c in components}

@@ -1,0 +1,332 @@
+"""A FastSwitchCluster's spec, parsed and validated into frozen dataclasses.
+
+The API server already validates against the CRD's schema and applies its defaults; the operator
+checks again (same rules, same defaults) so that a spec that slipped through - an older CRD, a
+server without CEL, a test API server - fails with one clear message instead of broken pods.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+from fastswitch_operator import names
+
+POLICIES = ("vtc", "fcfs", "priority", "trace")
+DTYPES = ("float32", "float16", "bfloat16")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_RELATIVE_PATH = re.compile(r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")
+_MISSING = object()
+
+
+class InvalidSpecError(ValueError):
+    """A spec the operator will not deploy; the message lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how big a component's pods are (Kubernetes shapes, passed through)."""
+
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    preset: str | None
+    pvc_claim_name: str | None
+    pvc_path: str
+    dtype: str | None
+
+
+@dataclass(frozen=True)
+class WorkersSpec:
+    replicas: int
+    gpus: int
+    gpu_resource_name: str
+    block_size: int
+    kv_memory_fraction: float
+    host_swap_bytes: int
+    drain_timeout_seconds: int
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    replicas: int
+    policy: str
+    tick_ms: int
+    policy_params: dict[str, Any]  # the chosen policy's parameters, camelCase as in the spec
+    tenants_secret: SecretKey | None
+    service_type: str
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class KVStoreSpec:
+    redis_url: str | None
+    redis_url_secret: SecretKey | None
+    placement: Placement
+    redis_placement: Placement
+
+    @property
+    def is_redis_managed(self) -> bool:
+        """True when the operator runs Redis itself (no external Redis was given)."""
+        return self.redis_url is None and self.redis_url_secret is None
+
+
+@dataclass(frozen=True)
+class Images:
+    worker: str
+    scheduler: str
+    kvstore: str
+    redis: str
+    pull_policy: str
+    pull_secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    namespace: str
+    model: ModelSpec
+    workers: WorkersSpec
+    scheduler: SchedulerSpec
+    kvstore: KVStoreSpec
+    images: Images
+
+
+class _Reader:
+    """Typed, defaulted reads from one object of the spec; problems are collected, not raised."""
+
+    _TYPES: dict[str, Callable[[Any], bool]] = {
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "string": lambda v: isinstance(v, str),
+        "object": lambda v: isinstance(v, Mapping),
+        "array": lambda v: isinstance(v, list),
+    }
+
+    def __init__(self, data: Any, path: str, problems: list[str], known: tuple[str, ...]) -> None:
+        self.path, self.problems = path, problems
+        if not isinstance(data, Mapping):
+            problems.append(f"{path} must be an object")
+            data = {}
+        self.data = data
+        for key in data:
+            if key not in known:
+                problems.append(f"{path}.{key} is not a known field")
+
+    def get(self, key: str, kind: str, default: Any = None, *, choices: tuple = (),
+            low: float | None = None, high: float | None = None) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            return default
+        where = f"{self.path}.{key}"
+        if not self._TYPES[kind](value):
+            self.problems.append(f"{where} must be of type {kind}")
+            return default
+        if choices and value not in choices:
+            self.problems.append(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+        if low is not None and value < low:
+            self.problems.append(f"{where} must be at least {low}, not {value}")
+        if high is not None and value > high:
+            self.problems.append(f"{where} must be at most {high}, not {value}")
+        return value
+
+    def sub(self, key: str, known: tuple[str, ...]) -> _Reader:
+        return _Reader(self.data.get(key) or {}, f"{self.path}.{key}", self.problems, known)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+
+def _secret_key(reader: _Reader, key: str, default_key: str | None) -> SecretKey | None:
+    if not reader.has(key):
+        return None
+    sub = reader.sub(key, ("name", "key"))
+    name, secret_key = sub.get("name", "string"), sub.get("key", "string", default_key)
+    if not name or not _DNS_SUBDOMAIN.match(name):
+        sub.problems.append(f"{sub.path}.name must be the name of a Secret")
+    if not secret_key:
+        sub.problems.append(f"{sub.path}.key must name a key of the Secret")
+    return SecretKey(name or "", secret_key or "")
+
+
+def _placement(reader: _Reader, *, with_scheduling: bool = True) -> Placement:
+    resources = reader.get("resources", "object", {})
+    for part in resources:
+        if part not in ("requests", "limits"):
+            reader.problems.append(f"{reader.path}.resources.{part} is not a known field")
+    for part in ("requests", "limits"):
+        for resource, quantity in (resources.get(part) or {}).items():
+            if _parse_bytes(quantity) is None:
+                reader.problems.append(
+                    f"{reader.path}.resources.{part}.{resource} is not a quantity: {quantity!r}"
+                )
+    if not with_scheduling:
+        return Placement(resources=dict(resources))
+    return Placement(
+        resources=dict(resources),
+        node_selector=dict(reader.get("nodeSelector", "object", {})),
+        tolerations=list(reader.get("tolerations", "array", [])),
+    )
+
+
+def _parse_bytes(quantity: Any) -> int | None:
+    """A Kubernetes quantity ("16Gi", 1024) in bytes, or None when it is not one."""
+    if isinstance(quantity, bool):
+        return None
+    try:
+        return int(parse_quantity(quantity))
+    except (ValueError, TypeError):
+        return None
+
+
+def _model(spec: _Reader) -> ModelSpec:
+    model = spec.sub("model", ("preset", "pvc", "dtype"))
+    if not spec.has("model"):
+        spec.problems.append("spec.model is required")
+    preset = model.get("preset", "string")
+    claim, path = None, ""
+    if model.has("pvc"):
+        pvc = model.sub("pvc", ("claimName", "path"))
+        claim, path = pvc.get("claimName", "string"), pvc.get("path", "string", "")
+        if not claim or not _DNS_SUBDOMAIN.match(claim):
+            pvc.problems.append(f"{pvc.path}.claimName must be the name of a PersistentVolumeClaim")
+        if not _RELATIVE_PATH.match(path) or ".." in path.split("/"):
+            pvc.problems.append(f"{pvc.path}.path must be a relative path inside the claim")
+    if (preset is None) == (claim is None) and spec.has("model"):
+        spec.problems.append("set exactly one of spec.model.preset or spec.model.pvc")
+    return ModelSpec(preset, claim, path, model.get("dtype", "string", choices=DTYPES))
+
+
+def _workers(spec: _Reader) -> WorkersSpec:
+    known = ("replicas", "gpus", "gpuResourceName", "blockSize", "kvMemoryFraction",
+             "hostSwapBytes", "drainTimeoutSeconds", "resources", "nodeSelector", "tolerations")
+    workers = spec.sub("workers", known)
+    swap = workers.data.get("hostSwapBytes", "8Gi")
+    swap_bytes = _parse_bytes(swap)
+    if swap_bytes is None or swap_bytes < 0:
+        workers.problems.append(f"spec.workers.hostSwapBytes is not a byte quantity: {swap!r}")
+        swap_bytes = 0
+    placement = _placement(workers)
+    memory_limit = _parse_bytes(placement.resources.get("limits", {}).get("memory", 0))
+    if memory_limit and memory_limit < swap_bytes:
+        workers.problems.append(
+            "spec.workers.resources.limits.memory must hold spec.workers.hostSwapBytes "
+            f"({memory_limit} < {swap_bytes} bytes)"
+        )
+    kv_fraction = workers.get("kvMemoryFraction", "number", 0.9, high=1)
+    if kv_fraction <= 0:
+        workers.problems.append("spec.workers.kvMemoryFraction must be greater than 0")
+    return WorkersSpec(
+        replicas=workers.get("replicas", "integer", 1, low=0),
+        gpus=workers.get("gpus", "integer", 1, low=0),
+        gpu_resource_name=workers.get("gpuResourceName", "string", "nvidia.com/gpu"),
+        block_size=workers.get("blockSize", "integer", 16, low=1, high=1024),
+        kv_memory_fraction=float(kv_fraction),
+        host_swap_bytes=swap_bytes,
+        drain_timeout_seconds=workers.get("drainTimeoutSeconds", "integer", 120, low=0, high=3600),
+        placement=placement,
+    )
+
+
+def _scheduler(spec: _Reader) -> SchedulerSpec:
+    known = ("replicas", "policy", "tickMs", "vtc", "trace", "tenantsSecret", "serviceType",
+             "resources", "nodeSelector", "tolerations")
+    scheduler = spec.sub("scheduler", known)
+    policy = scheduler.get("policy", "string", "vtc", choices=POLICIES)
+    params: dict[str, Any] = {}
+    for params_policy, params_known in (("vtc", ("preemptThresholdTokens",)),
+                                        ("trace", ("pattern", "updateEveryIterations", "seed"))):
+        if not scheduler.has(params_policy):
+            continue
+        if policy != params_policy:
+            scheduler.problems.append(
+                f"spec.scheduler.{params_policy} is only used by policy {params_policy}"
+            )
+        params = dict(scheduler.sub(params_policy, params_known).data)
+    if policy == "vtc" and params.get("preemptThresholdTokens", 0) < 0:
+        scheduler.problems.append("spec.scheduler.vtc.preemptThresholdTokens must be at least 0")
+    if policy == "trace" and params.get("pattern", "random") not in ("random", "markov"):
+        scheduler.problems.append("spec.scheduler.trace.pattern must be one of random, markov")
+    return SchedulerSpec(
+        replicas=scheduler.get("replicas", "integer", 1, low=1),
+        policy=policy,
+        tick_ms=scheduler.get("tickMs", "integer", 10, low=1, high=60000),
+        policy_params=params,
+        tenants_secret=_secret_key(scheduler, "tenantsSecret", "tenants.yaml"),
+        service_type=scheduler.get("serviceType", "string", "ClusterIP", choices=SERVICE_TYPES),
+        placement=_placement(scheduler),
+    )
+
+
+def _kvstore(spec: _Reader) -> KVStoreSpec:
+    kvstore = spec.sub("kvstore", ("resources", "redis"))
+    redis = kvstore.sub("redis", ("url", "urlSecret", "resources"))
+    url = redis.get("url", "string")
+    if url is not None and not url.startswith(("redis://", "rediss://")):
+        redis.problems.append("spec.kvstore.redis.url must start with redis:// or rediss://")
+    url_secret = _secret_key(redis, "urlSecret", None)
+    if url is not None and url_secret is not None:
+        redis.problems.append(
+            "set at most one of spec.kvstore.redis.url or spec.kvstore.redis.urlSecret"
+        )
+    return KVStoreSpec(url, url_secret, _placement(kvstore, with_scheduling=False),
+                       _placement(redis, with_scheduling=False))
+
+
+def _images(spec: _Reader, defaults: Images) -> Images:
+    images = spec.sub("images", ("worker", "scheduler", "kvstore", "redis", "pullPolicy",
+                                 "pullSecrets"))
+    pull_secrets = images.get("pullSecrets", "array", list(defaults.pull_secrets))
+    return Images(
+        worker=images.get("worker", "string", defaults.worker),
+        scheduler=images.get("scheduler", "string", defaults.scheduler),
+        kvstore=images.get("kvstore", "string", defaults.kvstore),
+        redis=images.get("redis", "string", defaults.redis),
+        pull_policy=images.get("pullPolicy", "string", defaults.pull_policy, choices=PULL_POLICIES),
+        pull_secrets=tuple(str(s) for s in pull_secrets),
+    )
+
+
+def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_images: Images) -> ClusterSpec:
+    """Validate a FastSwitchCluster's spec; raises InvalidSpecError listing every problem."""
+    problems: list[str] = []
+    if len(name) > names.MAX_CLUSTER_NAME_LENGTH:
+        problems.append(
+            f"the name of a FastSwitchCluster is at most {names.MAX_CLUSTER_NAME_LENGTH} "
+            f"characters (its children add suffixes), not {len(name)}"
+        )
+    reader = _Reader(spec, "spec", problems,
+                     ("model", "workers", "scheduler", "kvstore", "images"))
+    cluster = ClusterSpec(
+        name=name,
+        namespace=namespace,
+        model=_model(reader),
+        workers=_workers(reader),
+        scheduler=_scheduler(reader),
+        kvstore=_kvstore(reader),
+        images=_images(reader, default_images),
+    )
+    if problems:
+        raise InvalidSpecError(problems)
+    return cluster

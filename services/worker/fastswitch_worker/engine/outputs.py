@@ -1,0 +1,52 @@
+"""What one engine step reports: new tokens, state changes, KV events, figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastswitch_worker.engine.kv_manager import PublishedKV
+from fastswitch_worker.engine.sequence import FinishReason, RequestStatus
+
+
+@dataclass(frozen=True)
+class RequestOutput:
+    request_id: str
+    new_token_ids: tuple[int, ...]
+    new_logprobs: tuple[float, ...]
+    finish_reason: FinishReason | None
+    num_prompt_tokens: int
+    num_generated_tokens: int
+    num_reused_tokens: int
+
+
+@dataclass(frozen=True)
+class StateChange:
+    request_id: str
+    status: RequestStatus
+    reason: str = ""  # set for changes nobody asked for, e.g. "kv_exhausted"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: int
+    outputs: tuple[RequestOutput, ...]
+    state_changes: tuple[StateChange, ...]
+    published: tuple[PublishedKV, ...]
+    evicted_conversation_ids: tuple[str, ...]
+    num_batched_tokens: int
+    stall_ms: float  # time this step waited on copies
+
+
+@dataclass
+class SwapCounters:
+    """Cumulative context-switch figures of one engine (mutated by the engine thread)."""
+
+    num_swap_outs: int = 0
+    num_swap_ins: int = 0
+    num_cancelled_swap_outs: int = 0
+    num_recomputes: int = 0
+    num_kv_exhausted_preemptions: int = 0
+    reused_bytes: int = 0  # swap-out bytes not copied because the host copy was still valid
+    num_reused_prompt_tokens: int = 0  # prompt tokens swapped in from a previous turn
+    stall_ms: float = 0.0
+    stall_samples_ms: list[float] = field(default_factory=list)

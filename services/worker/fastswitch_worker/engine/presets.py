@@ -1,0 +1,90 @@
+"""Named model shapes that load with dummy (random, seeded) weights; no checkpoint needed.
+
+- "tiny": a few small layers for the local demo (`fastswitch up`) and tests. Its vocabulary
+  holds the 256 byte ids of the byte tokenizer plus BOS (256) and EOS (257).
+- "llama3-8b": the real Meta-Llama-3-8B(-Instruct) shape, for GPU runs without the weights.
+- "bench-8b-kv": context switches cost what they cost on Llama-3-8B, compute does not. Its KV
+  footprint per token equals Llama-3-8B's in bf16 (32 layers x 8 kv heads x head_dim 128 x K,V
+  x 2 bytes = 128 KiB), so swap plans, copy sizes and host-pool pressure are those of the real
+  model, while hidden 256, a 512-wide MLP and a 512-token vocabulary keep a forward pass cheap
+  enough for a 2-core CPU. Its 8 query heads of dim 128 project 256 -> 1024 and back (head_dim
+  need not be hidden / heads). Weights default to bf16 so "auto" gives the 128 KiB/token cache.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import torch
+
+from fastswitch_worker.engine.model_config import ModelConfig, ModelConfigError
+
+# Ids the byte tokenizer uses for its specials; the small presets reserve them.
+_BYTE_BOS_ID = 256
+_BYTE_EOS_ID = 257
+
+PRESETS: MappingProxyType[str, ModelConfig] = MappingProxyType(
+    {
+        "tiny": ModelConfig(
+            architecture="llama",
+            vocab_size=384,
+            hidden_size=128,
+            intermediate_size=256,
+            num_layers=4,
+            num_attention_heads=4,
+            num_kv_heads=2,
+            head_dim=32,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            max_position_embeddings=4096,
+            bos_token_id=_BYTE_BOS_ID,
+            eos_token_ids=(_BYTE_EOS_ID,),
+            torch_dtype=torch.float32,
+        ),
+        "llama3-8b": ModelConfig(
+            architecture="llama",
+            vocab_size=128256,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_layers=32,
+            num_attention_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            max_position_embeddings=8192,
+            bos_token_id=128000,
+            # <|end_of_text|> and <|eot_id|> (the Instruct model's generation_config).
+            eos_token_ids=(128001, 128009),
+            torch_dtype=torch.bfloat16,
+        ),
+        "bench-8b-kv": ModelConfig(
+            architecture="llama",
+            vocab_size=512,
+            hidden_size=256,
+            intermediate_size=512,
+            num_layers=32,
+            num_attention_heads=8,
+            num_kv_heads=8,
+            head_dim=128,
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            max_position_embeddings=8192,
+            bos_token_id=_BYTE_BOS_ID,
+            eos_token_ids=(_BYTE_EOS_ID,),
+            torch_dtype=torch.bfloat16,
+        ),
+    }
+)
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names accepted by `get_preset` (and by `load_model` in place of a directory)."""
+    return tuple(PRESETS)
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The named preset's config; raises ModelConfigError for an unknown name."""
+    if name not in PRESETS:
+        raise ModelConfigError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
