@@ -6,6 +6,8 @@ update, resume) and the child-event handler can all call it, in any order, any n
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +16,8 @@ import kopf
 
 from fastswitch_operator import names, status
 from fastswitch_operator.children import CHILD_KINDS, build_children, workload_names
-from fastswitch_operator.kube import KubeApi
-from fastswitch_operator.spec import ClusterSpec, Images, parse_spec
+from fastswitch_operator.kube import KubeApi, NotOwnedError
+from fastswitch_operator.spec import ClusterSpec, Images, InvalidSpecError, parse_spec
 
 
 class WaitingError(Exception):
@@ -34,6 +36,57 @@ class Outcome:
     @property
     def is_ready(self) -> bool:
         return status.is_ready(self.status)
+
+
+class ClusterLocks:
+    """One lock per cluster: its reconciles (kopf's handler, child events) never overlap."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+    def of(self, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[namespace, name]
+
+
+@dataclass(frozen=True)
+class Synced:
+    outcome: Outcome | None  # None when the spec was not applied
+    error: Exception | None  # InvalidSpecError, WaitingError or NotOwnedError
+
+
+def sync(api: KubeApi, locks: ClusterLocks, namespace: str, name: str, default_images: Images,
+         now: str) -> Synced | None:
+    """Reconcile the cluster as it is now and write its status; None if it is gone.
+
+    Spec and waiting errors are returned (and explained in the status); kube.KubeError raises.
+    """
+    with locks.of(namespace, name):
+        body = api.get_cluster(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        previous = body.get("status") or {}
+        generation = int(body["metadata"].get("generation") or 0)
+        outcome: Outcome | None = None
+        error: Exception | None = None
+        try:
+            outcome = reconcile(api, body, default_images, now)
+            new_status = outcome.status
+        except InvalidSpecError as exc:
+            error, new_status = exc, status.not_applied_status(
+                generation=generation, phase=status.FAILED, reason="InvalidSpec",
+                message=f"invalid spec: {exc}", previous=previous, now=now)
+        except (WaitingError, NotOwnedError) as exc:
+            waiting = isinstance(exc, WaitingError)
+            error, new_status = exc, status.not_applied_status(
+                generation=generation, phase=status.PENDING if waiting else status.FAILED,
+                reason=exc.reason if isinstance(exc, WaitingError) else "NameConflict",
+                message=str(exc), previous=previous, now=now)
+        changes = status.changes(previous, new_status)
+        if changes:
+            api.patch_cluster_status(namespace, name, changes)
+        return Synced(outcome, error)
 
 
 def reconcile(api: KubeApi, body: Mapping[str, Any], default_images: Images, now: str) -> Outcome:

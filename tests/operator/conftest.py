@@ -98,6 +98,20 @@ class ApiServer(kmock.KubernetesEmulator):
             if "scale" in version.get("subresources", {}):
                 self._scales[kmock.resource(key)] = version["subresources"]["scale"]
 
+    def live(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object as stored now (e.g. live("apps/v1/statefulsets", ns, name)), or None."""
+        key = (kmock.resource(resource), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    def writes(self, resource: str | None = None) -> list[kmock.Request]:
+        """Requests so far that created, changed or deleted objects (of one resource)."""
+        kinds = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
+        wanted = None if resource is None else kmock.resource(resource)
+        return [r for r in list(self) if r.action in kinds and r.resource is not None
+                and (wanted is None or r.resource == wanted)]
+
     def _has_status(self, resource: kmock.resource) -> bool:
         return resource in self.resources and "status" in self.resources[resource].subresources
 
@@ -107,7 +121,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if request.resource is not None and request.action == kmock.action.CREATE:
             self._stamp_create(request)
         elif request.resource is not None and request.action == kmock.action.UPDATE:
-            self._stamp_update(request)
+            self._stamp_update(request.resource, request.namespace, request.name,
+                               request.subresource, request.data)
         response = await super()._handle(request)
         if request.action == kmock.action.DELETE and request.name is not None:
             await self._collect_garbage()
@@ -124,20 +139,22 @@ class ApiServer(kmock.KubernetesEmulator):
         if self._has_status(request.resource):
             request.data.pop("status", None)
 
-    def _stamp_update(self, request: kmock.Request) -> None:
-        key = (request.resource, request.namespace, request.name)
-        if key not in self.objects or self.objects[key].deleted or not isinstance(request.data, dict):
+    def _stamp_update(self, resource: kmock.resource, namespace: str | None, name: str,
+                      subresource: str | None, patch: Any) -> None:
+        """Edit a merge patch in place into what the API server would store."""
+        key = (resource, namespace, name)
+        if key not in self.objects or self.objects[key].deleted or not isinstance(patch, dict):
             return
         current = self.objects[key].raw
-        if self._has_status(request.resource):
-            for field in list(request.data):
-                if (field == "status") != (request.subresource == "status") and field != "metadata":
-                    del request.data[field]
-            if request.subresource == "status":
-                request.data.pop("metadata", None)
-        meta = request.data.setdefault("metadata", {})
+        if self._has_status(resource):
+            for field in list(patch):
+                if field != "metadata" and (field == "status") != (subresource == "status"):
+                    del patch[field]
+            if subresource == "status":
+                patch.pop("metadata", None)
+        meta = patch.setdefault("metadata", {})
         meta["resourceVersion"] = str(next(self._versions))
-        if _merge(current, request.data).get("spec") != current.get("spec"):
+        if _merge(current, patch).get("spec") != current.get("spec"):
             meta["generation"] = current["metadata"].get("generation", 1) + 1
 
     async def _handle_scale(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
@@ -145,26 +162,32 @@ class ApiServer(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace, request.name)
         if paths is None or key not in self.objects or self.objects[key].deleted:
             return aiohttp.web.json_response({"kind": "Status", "code": 404}, status=404)
+        spec_path = _path(paths["specReplicasPath"])
         if request.method in ("PATCH", "PUT"):
             replicas = (request.data.get("spec") or {}).get("replicas")
-            main = kmock.Request(
-                method="PATCH", action=kmock.action.UPDATE, resource=request.resource,
-                namespace=request.namespace, name=request.name,
-                data=_nest(_path(paths["specReplicasPath"]), replicas),
-            )
-            await self._handle(main)
+            patch = _nest(spec_path, replicas)
+            self._stamp_update(request.resource, request.namespace, request.name, None, patch)
+            await self._publish(key, "MODIFIED", lambda obj: obj.patch(patch))
         obj = self.objects[key].raw
-        status_replicas = _dig(obj, _path(paths.get("statusReplicasPath", ".status.replicas")))
         return aiohttp.web.json_response({
             "apiVersion": "autoscaling/v1",
             "kind": "Scale",
             "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion")},
-            "spec": {"replicas": _dig(obj, _path(paths["specReplicasPath"]))},
+            "spec": {"replicas": _dig(obj, spec_path)},
             "status": {
-                "replicas": status_replicas or 0,
+                "replicas": _dig(obj, _path(paths["statusReplicasPath"])) or 0,
                 "selector": _dig(obj, _path(paths.get("labelSelectorPath", ".status.selector"))),
             },
         })
+
+    async def _publish(self, key: tuple[Any, Any, str], event: str,
+                       change: Callable[[Any], None]) -> None:
+        """Change a stored object and tell the watchers, as the emulator does for requests."""
+        async with self._lock:
+            obj = self.objects[key]
+            raw = obj.raw if event == "DELETED" else None
+            change(obj)
+            await self._buses[key[0]].put({"type": event, "object": raw or obj.raw})
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         listed = await super()._serve_list(request)
@@ -182,15 +205,19 @@ class ApiServer(kmock.KubernetesEmulator):
         return listed
 
     async def _collect_garbage(self) -> None:
-        alive = {obj.raw["metadata"].get("uid") for obj in self.objects.values() if not obj.deleted}
-        for (resource, namespace, name), obj in list(self.objects.items()):
-            if obj.deleted:
-                continue
-            owners = [ref.get("uid") for ref in obj.raw["metadata"].get("ownerReferences", [])]
-            if owners and not any(uid in alive for uid in owners):
-                orphan = kmock.Request(method="DELETE", action=kmock.action.DELETE,
-                                       resource=resource, namespace=namespace, name=name)
-                await self._handle(orphan)  # recurses into its own dependents
+        """Delete every object whose owners are all gone, until none is left."""
+        while True:
+            alive = {obj.raw["metadata"].get("uid") for obj in self.objects.values()
+                     if not obj.deleted}
+            orphans = [
+                key for key, obj in self.objects.items() if not obj.deleted
+                and (owners := [r.get("uid") for r in obj.raw["metadata"].get("ownerReferences", [])])
+                and not any(uid in alive for uid in owners)
+            ]
+            if not orphans:
+                return
+            for key in orphans:
+                await self._publish(key, "DELETED", lambda obj: obj.delete())
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ class RequestTiming(_message.Message):
     def __init__(self, queue_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., e2e_ms: _Optional[float] = ..., num_preemptions: _Optional[int] = ..., swapped_ms: _Optional[float] = ...) -> None: ...
 
 class SwapStats(_message.Message):
-    __slots__ = ("num_swap_outs", "num_swap_ins", "swap_out_bytes", "swap_in_bytes", "num_copies", "reused_bytes", "stall_ms", "copy_ms", "num_cancelled_swap_outs")
+    __slots__ = ("num_swap_outs", "num_swap_ins", "swap_out_bytes", "swap_in_bytes", "num_copies", "reused_bytes", "stall_ms", "copy_ms", "num_cancelled_swap_outs", "num_recomputes", "num_kv_exhausted_preemptions")
     NUM_SWAP_OUTS_FIELD_NUMBER: _ClassVar[int]
     NUM_SWAP_INS_FIELD_NUMBER: _ClassVar[int]
     SWAP_OUT_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,8 @@ class SwapStats(_message.Message):
     STALL_MS_FIELD_NUMBER: _ClassVar[int]
     COPY_MS_FIELD_NUMBER: _ClassVar[int]
     NUM_CANCELLED_SWAP_OUTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_RECOMPUTES_FIELD_NUMBER: _ClassVar[int]
+    NUM_KV_EXHAUSTED_PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     num_swap_outs: int
     num_swap_ins: int
     swap_out_bytes: int
@@ -105,7 +107,9 @@ class SwapStats(_message.Message):
     stall_ms: float
     copy_ms: float
     num_cancelled_swap_outs: int
-    def __init__(self, num_swap_outs: _Optional[int] = ..., num_swap_ins: _Optional[int] = ..., swap_out_bytes: _Optional[int] = ..., swap_in_bytes: _Optional[int] = ..., num_copies: _Optional[int] = ..., reused_bytes: _Optional[int] = ..., stall_ms: _Optional[float] = ..., copy_ms: _Optional[float] = ..., num_cancelled_swap_outs: _Optional[int] = ...) -> None: ...
+    num_recomputes: int
+    num_kv_exhausted_preemptions: int
+    def __init__(self, num_swap_outs: _Optional[int] = ..., num_swap_ins: _Optional[int] = ..., swap_out_bytes: _Optional[int] = ..., swap_in_bytes: _Optional[int] = ..., num_copies: _Optional[int] = ..., reused_bytes: _Optional[int] = ..., stall_ms: _Optional[float] = ..., copy_ms: _Optional[float] = ..., num_cancelled_swap_outs: _Optional[int] = ..., num_recomputes: _Optional[int] = ..., num_kv_exhausted_preemptions: _Optional[int] = ...) -> None: ...
 
 class KVCapacity(_message.Message):
     __slots__ = ("block_size", "num_gpu_blocks", "num_free_gpu_blocks", "num_host_blocks", "num_free_host_blocks", "kv_bytes_per_token")

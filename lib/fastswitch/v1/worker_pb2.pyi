@@ -83,19 +83,27 @@ class SessionResponse(_message.Message):
     def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., step: _Optional[_Union[StepEvent, _Mapping]] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
-    __slots__ = ("worker_id", "model", "max_model_len", "capacity")
+    __slots__ = ("worker_id", "model", "max_model_len", "capacity", "vocab_size", "eos_token_ids", "bos_token_id", "mode")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EOS_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    BOS_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     model: str
     max_model_len: int
     capacity: _common_pb2.KVCapacity
-    def __init__(self, worker_id: _Optional[str] = ..., model: _Optional[str] = ..., max_model_len: _Optional[int] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ...) -> None: ...
+    vocab_size: int
+    eos_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    bos_token_id: int
+    mode: str
+    def __init__(self, worker_id: _Optional[str] = ..., model: _Optional[str] = ..., max_model_len: _Optional[int] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., vocab_size: _Optional[int] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., bos_token_id: _Optional[int] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class StepEvent(_message.Message):
-    __slots__ = ("step", "outputs", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids")
+    __slots__ = ("step", "outputs", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids", "num_batched_tokens", "stall_ms")
     STEP_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGES_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +111,8 @@ class StepEvent(_message.Message):
     SWAP_FIELD_NUMBER: _ClassVar[int]
     KV_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     KV_EVICTED_CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STALL_MS_FIELD_NUMBER: _ClassVar[int]
     step: int
     outputs: _containers.RepeatedCompositeFieldContainer[RequestOutput]
     state_changes: _containers.RepeatedCompositeFieldContainer[RequestStateChange]
@@ -110,7 +120,9 @@ class StepEvent(_message.Message):
     swap: _common_pb2.SwapStats
     kv_published: _containers.RepeatedCompositeFieldContainer[KVPublish]
     kv_evicted_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    num_batched_tokens: int
+    stall_ms: float
+    def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ..., num_batched_tokens: _Optional[int] = ..., stall_ms: _Optional[float] = ...) -> None: ...
 
 class RequestOutput(_message.Message):
     __slots__ = ("request_id", "token_ids", "logprobs", "finish_reason", "usage")
@@ -127,14 +139,16 @@ class RequestOutput(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class RequestStateChange(_message.Message):
-    __slots__ = ("request_id", "state", "reason")
+    __slots__ = ("request_id", "state", "reason", "error_code")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     state: _common_pb2.RequestState
     reason: str
-    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RequestState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    error_code: int
+    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RequestState, str]] = ..., reason: _Optional[str] = ..., error_code: _Optional[int] = ...) -> None: ...
 
 class KVPublish(_message.Message):
     __slots__ = ("conversation_id", "num_tokens", "prefix_hash", "num_bytes")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastswitch.tokenizer import load_tokenizer
 from fastswitch_worker.engine.block_allocator import OutOfBlocksError
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV, SwapPlan
@@ -34,7 +35,6 @@ from fastswitch_worker.engine.sequence import (
     StopConditions,
 )
 from fastswitch_worker.engine.swapper import CopyJob, Swapper
-from fastswitch_worker.engine.tokenizer import load_tokenizer
 
 
 class InvalidRequestError(ValueError):
@@ -178,7 +178,7 @@ class Engine:
             if index not in samples:
                 continue
             token_id, logprob = samples[index]
-            request.append_token(token_id, logprob, self.model_config.eos_token_ids)
+            request.append_token(token_id, logprob, self.tokenizer.eos_token_ids)
             outputs.append(self._output(request, 1))
             if request.finish_reason is not None:
                 self._finish(request)

@@ -9,7 +9,7 @@ import torch
 
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
-from fastswitch_worker.engine.sequence import RequestStatus, SamplingParams, StopConditions
+from fastswitch_worker.engine.sequence import RequestStatus, StopConditions
 
 PROMPT = [11, 250, 3, 77, 8, 19, 140, 5, 61, 200, 33, 4, 90]
 OTHER = [9, 8, 7, 6, 5, 4, 3, 2, 1]

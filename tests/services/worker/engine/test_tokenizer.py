@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastswitch_worker.engine.model_config import ModelConfig
-from fastswitch_worker.engine.presets import get_preset
-from fastswitch_worker.engine.tokenizer import (
+from fastswitch.tokenizer import (
     ByteTokenizer,
     HFTokenizer,
     IncrementalDetokenizer,
@@ -17,6 +15,8 @@ from fastswitch_worker.engine.tokenizer import (
     TokenizerLoadError,
     load_tokenizer,
 )
+from fastswitch_worker.engine.model_config import ModelConfig
+from fastswitch_worker.engine.presets import get_preset
 
 TEXTS = [
     "hello world",

@@ -15,12 +15,19 @@ from typing import Any, Protocol
 
 import tokenizers
 
-from fastswitch_worker.engine.model_config import ModelConfig
-
 TOKENIZER_FILE = "tokenizer.json"
 NUM_BYTE_IDS = 256
 DEFAULT_BYTE_BOS_ID = 256
 DEFAULT_BYTE_EOS_ID = 257
+
+
+class ModelSpecials(Protocol):
+    """What a tokenizer needs to know of its model (a worker's ModelConfig, or the figures a
+    worker announces to the scheduler)."""
+
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+    bos_token_id: int | None
 
 
 class TokenizerLoadError(ValueError):
@@ -74,7 +81,7 @@ class ByteTokenizer:
         self._eos_token_ids = tuple(eos_token_ids)
 
     @classmethod
-    def for_model(cls, config: ModelConfig) -> ByteTokenizer:
+    def for_model(cls, config: ModelSpecials) -> ByteTokenizer:
         """Byte tokenizer for a model: its own BOS/EOS ids where they lie above the bytes,
         else 256/257 when the vocabulary has room, else no specials."""
         vocab_size = config.vocab_size
@@ -150,7 +157,7 @@ class HFTokenizer:
 
     @classmethod
     def from_dir(
-        cls, directory: str | os.PathLike[str], model_config: ModelConfig | None = None
+        cls, directory: str | os.PathLike[str], model_config: ModelSpecials | None = None
     ) -> HFTokenizer:
         """Load `directory`/tokenizer.json; specials from model_config and the JSON configs there."""
         directory = Path(directory)
@@ -197,7 +204,7 @@ class HFTokenizer:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 
 
-def load_tokenizer(model: str | os.PathLike[str], model_config: ModelConfig) -> Tokenizer:
+def load_tokenizer(model: str | os.PathLike[str], model_config: ModelSpecials) -> Tokenizer:
     """The checkpoint's tokenizer.json when `model` is a directory with one, else bytes.
 
     Raises TokenizerLoadError when the tokenizer can emit ids the model has no embedding for.

@@ -1,0 +1,1 @@
+"""gRPC service around the engine: fastswitch.v1.Worker."""
