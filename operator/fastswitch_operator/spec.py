@@ -176,7 +176,11 @@ def _placement(reader: _Reader, *, with_scheduling: bool = True) -> Placement:
         if part not in ("requests", "limits"):
             reader.problems.append(f"{reader.path}.resources.{part} is not a known field")
     for part in ("requests", "limits"):
-        for resource, quantity in (resources.get(part) or {}).items():
+        quantities = resources.get(part) or {}
+        if not isinstance(quantities, Mapping):
+            reader.problems.append(f"{reader.path}.resources.{part} must be of type object")
+            continue
+        for resource, quantity in quantities.items():
             if _parse_bytes(quantity) is None:
                 reader.problems.append(
                     f"{reader.path}.resources.{part}.{resource} is not a quantity: {quantity!r}"

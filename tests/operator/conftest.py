@@ -8,7 +8,6 @@ import contextlib
 import copy
 import datetime
 import itertools
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from fastswitch_operator.config import API_SERVER_ENV
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "fastswitch"
 NAMESPACE = "team-a"
+CLUSTER_RESOURCE = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 
 
 def chart_crds() -> list[dict[str, Any]]:
@@ -75,7 +75,8 @@ class ApiServer(kmock.KubernetesEmulator):
       /status endpoint changes only status;
     - the scale subresource maps to the paths the CRD declares (kubectl scale, HPA);
     - lists carry their kind and honour equality label selectors;
-    - deleting an object deletes the objects it owns (the garbage collector).
+    - objects whose owners are all gone are deleted (the garbage collector), also when they
+      are created after their owner went.
     """
 
     def __attrs_post_init__(self) -> None:
@@ -112,6 +113,32 @@ class ApiServer(kmock.KubernetesEmulator):
         return [r for r in list(self) if r.action in kinds and r.resource is not None
                 and (wanted is None or r.resource == wanted)]
 
+    async def create(self, obj: Mapping[str, Any]) -> None:
+        """Create an object the way a user would (e.g. a Service in the operator's way)."""
+        group_version, plural = obj["apiVersion"], obj["kind"].lower() + "s"
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        path = f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
+        async with self.post(path, json=obj) as response:
+            assert response.status == 201, await response.text()
+
+    async def settle_workloads(self, namespace: str, *, ready_workers: int | None = None) -> None:
+        """Play the Deployment and StatefulSet controllers (kmock runs none): every workload in
+        `namespace` reports its replicas updated and ready (StatefulSets: `ready_workers`)."""
+        for resource in ("apps/v1/deployments", "apps/v1/statefulsets"):
+            for (res, ns, name), obj in list(self.objects.items()):
+                if res != kmock.resource(resource) or ns != namespace or obj.deleted:
+                    continue
+                replicas = obj.raw["spec"].get("replicas", 1)
+                ready = replicas
+                if resource.endswith("statefulsets") and ready_workers is not None:
+                    ready = ready_workers
+                status = {"observedGeneration": obj.raw["metadata"]["generation"],
+                          "replicas": replicas, "updatedReplicas": replicas,
+                          "readyReplicas": ready, "availableReplicas": ready}
+                path = f"/apis/apps/v1/namespaces/{ns}/{res.plural}/{name}/status"
+                async with self.patch(path, json={"status": status}) as response:
+                    assert response.status == 200, await response.text()
+
     def _has_status(self, resource: kmock.resource) -> bool:
         return resource in self.resources and "status" in self.resources[resource].subresources
 
@@ -124,7 +151,9 @@ class ApiServer(kmock.KubernetesEmulator):
             self._stamp_update(request.resource, request.namespace, request.name,
                                request.subresource, request.data)
         response = await super()._handle(request)
-        if request.action == kmock.action.DELETE and request.name is not None:
+        if request.action == kmock.action.CREATE and response.status == 200:
+            response.set_status(201)  # clients read the created object from a 201 only
+        if request.action in (kmock.action.CREATE, kmock.action.DELETE):
             await self._collect_garbage()
         return response
 
@@ -256,10 +285,29 @@ def wait_for_fixture() -> Callable[..., Any]:
     return wait_for
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def create_cluster(kube: client.ApiClient, namespace: str) -> Callable[..., Any]:
+    """`await create_cluster(spec, name="demo")` creates a FastSwitchCluster."""
+    custom = client.CustomObjectsApi(kube)
+
+    async def run(spec, name="demo"):
+        body = {"apiVersion": names.API_VERSION, "kind": names.KIND,
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        return await asyncio.to_thread(custom.create_namespaced_custom_object,
+                                       namespace=namespace, body=body, **CLUSTER_RESOURCE)
+    return run
+
+
+@pytest.fixture
+def edit_cluster(kube: client.ApiClient, namespace: str) -> Callable[..., Any]:
+    """`await edit_cluster(merge_patch, name="demo")` patches one."""
+    custom = client.CustomObjectsApi(kube)
+
+    async def run(patch, name="demo"):
+        return await asyncio.to_thread(custom.patch_namespaced_custom_object, name=name,
+                                       namespace=namespace, body=patch,
+                                       _content_type="application/merge-patch+json", **CLUSTER_RESOURCE)
+    return run
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastswitch_bench.priority_trace import PriorityTrace, markov_transition_matrix
+from fastswitch_scheduler.priority_trace import PriorityTrace, markov_transition_matrix
 
 REQUEST_IDS = [f"req-{i}" for i in range(40)]
 

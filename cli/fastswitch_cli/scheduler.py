@@ -1,0 +1,21 @@
+"""`fastswitch scheduler`: the client-facing scheduler service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from fastswitch import logs
+from fastswitch_scheduler import config as scheduler_config
+from fastswitch_scheduler.server import serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scheduler_config.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = scheduler_config.from_args(args)
+    logs.configure(config.log_level, service="scheduler")
+    asyncio.run(serve(config))
+    return 0

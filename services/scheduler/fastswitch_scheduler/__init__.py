@@ -1,0 +1,1 @@
+"""Cluster scheduler: fairness policy, routing, preempt/resume decisions (fastswitch.v1.Scheduler)."""

@@ -1,0 +1,212 @@
+"""SchedulerCore: the cluster's requests, the workers' links, the tick that applies policy.
+
+Runs on one asyncio loop; nothing here is thread-safe and nothing needs to be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+
+import grpc
+
+from fastswitch.tokenizer import IncrementalDetokenizer, Tokenizer, load_tokenizer
+from fastswitch.v1 import common_pb2, scheduler_pb2, worker_pb2
+from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_scheduler.kv_lookup import KVLookup
+from fastswitch_scheduler.policy import PolicyParams, order_key, plan_worker, select_running
+from fastswitch_scheduler.priority_trace import PriorityTrace
+from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
+from fastswitch_scheduler.tenants import TenantRegistry, TenantState
+from fastswitch_scheduler.worker_events import apply_step_event
+from fastswitch_scheduler.worker_link import WorkerLink
+
+log = logging.getLogger("fastswitch.scheduler")
+
+
+class SchedulerCore:
+    def __init__(self, config: SchedulerConfig, tenants: TenantRegistry) -> None:
+        self.config = config
+        self.tenants = tenants
+        self.params = PolicyParams(config.policy, config.vtc_preempt_threshold,
+                                   config.max_running_per_worker, config.kv_headroom_tokens)
+        self.trace = PriorityTrace(pattern=config.trace_pattern,
+                                   update_probability=config.trace_update_probability,
+                                   num_levels=config.trace_num_levels, seed=config.trace_seed)
+        self.links = {address: WorkerLink(address, on_ready=self._on_ready,
+                                          on_event=self._on_event, on_lost=self._on_lost)
+                      for address in config.workers}
+        self.kv_lookup = KVLookup(config.kvstore_addr) if config.kvstore_addr else None
+        self.requests: dict[str, ClusterRequest] = {}
+        self.tokenizer: Tokenizer | None = None
+        self.max_model_len = 0
+        self.vocab_size = 0
+        self.num_ticks = 0
+        self.last_tick_ms = 0.0
+        self._ids = itertools.count()
+        self._tick_task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        for link in self.links.values():
+            link.start()
+        self._tick_task = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        for request in list(self.requests.values()):
+            self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, "scheduler is shutting down"))
+        for link in self.links.values():
+            await link.stop()
+        if self.kv_lookup is not None:
+            await self.kv_lookup.close()
+
+    def ready_links(self) -> list[WorkerLink]:
+        return [link for link in self.links.values() if link.is_ready]
+
+    # ---- requests -------------------------------------------------------------------------
+    async def submit(self, request: ClusterRequest) -> None:
+        """Mutates: registers the request and routes it. Caller validated it."""
+        request.request_id = f"{request.tenant.name}/{request.client_request_id}/{next(self._ids)}"
+        active = {r.tenant.name: r.tenant for r in self.requests.values()}
+        if request.tenant.name not in active:
+            self.tenants.lift(request.tenant, list(active.values()))
+        request.detokenizer = IncrementalDetokenizer(self.tokenizer, prompt_token_ids=request.prompt_token_ids)
+        self.requests[request.request_id] = request
+        await self._route(request)
+
+    async def _route(self, request: ClusterRequest) -> None:
+        """Sticky: a conversation's next turn goes where its KV is; else the least loaded."""
+        links = self.ready_links()
+        if not links:
+            return  # routed by the tick once a worker is ready
+        if request.conversation_id and self.kv_lookup is not None:
+            holder = await self.kv_lookup.worker_of(request.conversation_id)
+            for link in links:
+                if link.worker_id == holder:
+                    request.worker_id = link.worker_id
+                    return
+        load = {link.worker_id: 0 for link in links}
+        for other in self.requests.values():
+            if other.worker_id in load:
+                load[other.worker_id] += other.num_tokens
+        request.worker_id = min(links, key=lambda link: load[link.worker_id] / max(1, link.capacity_tokens)).worker_id
+
+    def cancel(self, request: ClusterRequest) -> None:
+        """Mutates: the client went away or asked to stop; the worker frees the KV."""
+        if request.phase is Phase.FINISHED:
+            return
+        self._send(request, worker_pb2.SessionRequest(abort=worker_pb2.AbortCommand(request_id=request.request_id)))
+        self.finish(request, Failure(grpc.StatusCode.CANCELLED, "cancelled"))
+
+    def finish(self, request: ClusterRequest, final: scheduler_pb2.GenerateResponse | Failure) -> None:
+        request.mark_phase(Phase.FINISHED)
+        self.requests.pop(request.request_id, None)
+        self.trace.forget(request.request_id)
+        request.responses.put_nowait(final)
+
+    def find(self, tenant: TenantState, client_request_id: str) -> ClusterRequest | None:
+        return next((r for r in self.requests.values()
+                     if r.tenant is tenant and r.client_request_id == client_request_id), None)
+
+    def _send(self, request: ClusterRequest, msg: worker_pb2.SessionRequest) -> None:
+        link = self._link_of(request.worker_id)
+        if link is not None and request.is_admitted:
+            link.send(msg)
+
+    def _link_of(self, worker_id: str | None) -> WorkerLink | None:
+        return next((link for link in self.links.values() if link.worker_id == worker_id), None)
+
+    # ---- worker callbacks -----------------------------------------------------------------
+    def _on_ready(self, link: WorkerLink) -> None:
+        hello = link.hello
+        if self.tokenizer is None:
+            specials = _Specials(hello.vocab_size, tuple(hello.eos_token_ids),
+                                 hello.bos_token_id if hello.HasField("bos_token_id") else None)
+            self.tokenizer = load_tokenizer(self.config.model, specials)
+            self.vocab_size = hello.vocab_size
+        lens = [link.hello.max_model_len for link in self.ready_links()]
+        self.max_model_len = min(lens) if lens else hello.max_model_len
+        self.ready.set()
+
+    def _on_event(self, link: WorkerLink, event: worker_pb2.StepEvent) -> None:
+        apply_step_event(self, link, event)
+
+    async def _on_lost(self, link: WorkerLink) -> None:
+        """A worker disappeared: move its requests elsewhere (recomputing), or fail them."""
+        for request in [r for r in self.requests.values() if r.worker_id == link.worker_id]:
+            self.move_or_fail(request, f"worker {link.worker_id} is unavailable")
+        if not self.ready_links():
+            self.ready.clear()
+
+    def move_or_fail(self, request: ClusterRequest, reason: str) -> None:
+        others = [link for link in self.ready_links() if link.worker_id != request.worker_id]
+        if not others:
+            self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, reason))
+            return
+        request.worker_id = None
+        request.is_admitted = False
+        request.mark_phase(Phase.QUEUED)
+
+    # ---- the tick -------------------------------------------------------------------------
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_ms / 1e3)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    async def tick(self) -> None:
+        """Mutates: routes unrouted requests, then on every worker turns the policy's choice
+        into admit / resume / preempt commands."""
+        start = time.perf_counter()
+        self.num_ticks += 1
+        for request in [r for r in self.requests.values() if r.worker_id is None]:
+            await self._route(request)
+        trace_priorities = {}
+        if self.params.name == "trace":
+            trace_priorities = self.trace.priorities_at(list(self.requests), self.num_ticks)
+        key = order_key(self.params, trace_priorities)
+        for link in self.ready_links():
+            candidates = [r for r in self.requests.values() if r.worker_id == link.worker_id]
+            chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
+                                    params=self.params)
+            self._apply(link, plan_worker(candidates, chosen), chosen, trace_priorities)
+        self.last_tick_ms = (time.perf_counter() - start) * 1e3
+
+    def _apply(self, link: WorkerLink, plan, chosen, trace_priorities: dict[str, int]) -> None:
+        for request in plan.to_preempt:
+            link.send(worker_pb2.SessionRequest(preempt=worker_pb2.PreemptCommand(request_id=request.request_id)))
+            request.mark_phase(Phase.PREEMPTED)
+        for request in plan.to_resume:
+            link.send(worker_pb2.SessionRequest(resume=worker_pb2.ResumeCommand(request_id=request.request_id)))
+            request.mark_phase(Phase.RUNNING)
+        for request in plan.to_admit:
+            link.send(worker_pb2.SessionRequest(admit=self._admit_command(request)))
+            request.is_admitted = True
+            request.mark_phase(Phase.RUNNING)
+        if plan.to_preempt or plan.to_resume or plan.to_admit:
+            # The worker's own preemption (KV exhausted) follows the policy's order: rank.
+            ranks = {r.request_id: len(chosen) - i for i, r in enumerate(chosen)}
+            link.send(worker_pb2.SessionRequest(
+                update_priorities=worker_pb2.UpdatePrioritiesCommand(priorities=ranks)))
+
+    def _admit_command(self, request: ClusterRequest) -> worker_pb2.AdmitCommand:
+        stop = common_pb2.StopConditions()
+        stop.CopyFrom(request.stop)
+        stop.max_tokens = request.num_remaining_tokens
+        return worker_pb2.AdmitCommand(
+            request_id=request.request_id, prompt_token_ids=request.admit_prompt(),
+            sampling=request.sampling, stop=stop, conversation_id=request.conversation_id,
+            priority=request.priority)
+
+
+class _Specials:
+    def __init__(self, vocab_size: int, eos_token_ids: tuple[int, ...], bos_token_id: int | None) -> None:
+        self.vocab_size = vocab_size
+        self.eos_token_ids = eos_token_ids
+        self.bos_token_id = bos_token_id

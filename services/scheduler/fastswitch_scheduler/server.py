@@ -1,0 +1,75 @@
+"""Starts the scheduler: core, gRPC server with health and reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+
+from fastswitch import grpc_server
+from fastswitch.v1 import scheduler_pb2, scheduler_pb2_grpc
+from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_scheduler.core import SchedulerCore
+from fastswitch_scheduler.servicer import SchedulerServicer
+from fastswitch_scheduler.tenants import TenantRegistry
+
+log = logging.getLogger("fastswitch.scheduler")
+SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
+
+
+class SchedulerServer:
+    """A running scheduler; health turns SERVING once a worker is connected."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.server = grpc.aio.server()
+        self.health = grpc_server.ServiceHealth(self.server, SERVICE_NAME)
+        grpc_server.enable_reflection(self.server, SERVICE_NAME)
+        self.port = grpc_server.bind(self.server, config.listen)
+        tenants = TenantRegistry.from_file(config.tenants_file, input_weight=config.vtc_input_weight,
+                                           output_weight=config.vtc_output_weight)
+        self.core = SchedulerCore(config, tenants)
+        scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self.core), self.server)
+        self._health_task: asyncio.Task | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.listen.rsplit(':', 1)[0]}:{self.port}"
+
+    async def start(self) -> None:
+        await self.health.set(False)
+        await self.server.start()
+        await self.core.start()
+        self._health_task = asyncio.get_running_loop().create_task(self._follow_workers())
+
+    async def _follow_workers(self) -> None:
+        """Health mirrors whether at least one worker is connected."""
+        is_serving = False
+        while True:
+            now_serving = bool(self.core.ready_links())
+            if now_serving != is_serving:
+                is_serving = now_serving
+                await self.health.set(is_serving)
+                log.info("health", extra={"serving": is_serving})
+            await asyncio.sleep(0.05)
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+        await self.health.set(False)
+        await self.core.stop()
+        await self.server.stop(grace_s)
+
+
+async def serve(config: SchedulerConfig) -> None:
+    server = SchedulerServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    log.info("scheduler listening", extra={"address": server.address, "policy": config.policy})
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,106 @@
+"""The scheduler's session with one worker: commands down, step events up, reconnects.
+
+The only module that speaks fastswitch.v1.Worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from fastswitch.v1 import worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger("fastswitch.scheduler.link")
+RECONNECT_DELAY_S = 0.5
+
+
+class WorkerLink:
+    """Mutated on the scheduler's asyncio loop only."""
+
+    def __init__(self, address: str, *,
+                 on_ready: Callable[[WorkerLink], None],
+                 on_event: Callable[[WorkerLink, worker_pb2.StepEvent], None],
+                 on_lost: Callable[[WorkerLink], Awaitable[None] | None]) -> None:
+        self.address = address
+        self.worker_id = address  # replaced by the worker's own id from its hello
+        self.hello: worker_pb2.WorkerHello | None = None
+        self.capacity = None
+        self.swap = None
+        self.is_ready = False
+        self._on_ready = on_ready
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._outbox: asyncio.Queue[worker_pb2.SessionRequest | None] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.address}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def send(self, msg: worker_pb2.SessionRequest) -> None:
+        if self.is_ready:
+            self._outbox.put_nowait(msg)
+
+    @property
+    def capacity_tokens(self) -> int:
+        if self.capacity is None:
+            return 0
+        return self.capacity.num_gpu_blocks * self.capacity.block_size
+
+    async def _commands(self):
+        while (msg := await self._outbox.get()) is not None:
+            yield msg
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.address) as channel:
+                    await self._session(worker_pb2_grpc.WorkerStub(channel))
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if self.is_ready:
+                    log.warning("worker session lost", extra={"worker": self.worker_id,
+                                                              "code": exc.code().name})
+            except Exception:
+                log.exception("worker session failed", extra={"worker": self.worker_id})
+            await self._lose()
+            await asyncio.sleep(RECONNECT_DELAY_S)
+
+    async def _session(self, stub: worker_pb2_grpc.WorkerStub) -> None:
+        self._outbox = asyncio.Queue()
+        call = stub.Session(self._commands())
+        async for response in call:
+            kind = response.WhichOneof("event")
+            if kind == "hello":
+                self.hello = response.hello
+                self.worker_id = response.hello.worker_id
+                self.capacity = response.hello.capacity
+                self.is_ready = True
+                log.info("worker connected", extra={"worker": self.worker_id, "address": self.address})
+                self._on_ready(self)
+            elif kind == "step":
+                if response.step.HasField("capacity"):
+                    self.capacity = response.step.capacity
+                if response.step.HasField("swap"):
+                    self.swap = response.step.swap
+                self._on_event(self, response.step)
+
+    async def _lose(self) -> None:
+        was_ready = self.is_ready
+        self.is_ready = False
+        self._outbox.put_nowait(None)
+        if was_ready:
+            result = self._on_lost(self)
+            if result is not None:
+                await result

@@ -1,0 +1,187 @@
+"""One reconcile (`sync`) against the emulated API server, without kopf in between."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fastswitch_operator import names
+from fastswitch_operator.kube import KubeApi
+from fastswitch_operator.reconcile import ClusterLocks, sync
+from fastswitch_operator.spec import Images
+
+IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+CLUSTERS = f"{names.API_VERSION}/{names.PLURAL}"
+CHILD_RESOURCES = ("v1/configmaps", "v1/services", "apps/v1/deployments", "apps/v1/statefulsets")
+
+
+@pytest.fixture
+async def kube_api(api_server):
+    api = await asyncio.to_thread(KubeApi.connect, str(api_server.url))
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def reconcile_now(kube_api, namespace):
+    locks = ClusterLocks()
+
+    async def run(name="demo"):
+        return await asyncio.to_thread(sync, kube_api, locks, namespace, name, IMAGES, "2026-01-01T00:00:00Z")
+    return run
+
+
+def children(api_server, namespace):
+    found = {}
+    for resource in CHILD_RESOURCES:
+        for (res, ns, name), obj in api_server.objects.items():
+            if str(res.plural) == resource.rsplit("/", 1)[1] and ns == namespace and not obj.deleted:
+                found[(obj.raw["kind"], name)] = obj.raw
+    return found
+
+
+def conditions(api_server, namespace, name="demo"):
+    cluster = api_server.live(CLUSTERS, namespace, name)
+    return {c["type"]: c for c in cluster["status"]["conditions"]}
+
+
+async def test_sync_creates_adopted_children_and_reports_status(api_server, namespace, create_cluster,
+                                                                 reconcile_now):
+    cluster = await create_cluster({"model": {"preset": "tiny"}, "workers": {"replicas": 2}})
+    synced = await reconcile_now()
+    assert synced.error is None
+    built = children(api_server, namespace)
+    assert set(built) == {
+        ("ConfigMap", "demo-scheduler-policy"), ("Service", "demo-workers"),
+        ("Service", "demo-scheduler"), ("Service", "demo-kvstore"), ("Service", "demo-redis"),
+        ("StatefulSet", "demo-workers"), ("Deployment", "demo-scheduler"),
+        ("Deployment", "demo-kvstore"), ("Deployment", "demo-redis"),
+    }
+    for child in built.values():
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner == {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": "demo",
+                         "uid": cluster["metadata"]["uid"], "controller": True,
+                         "blockOwnerDeletion": True}
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+    status = api_server.live(CLUSTERS, namespace, "demo")["status"]
+    assert status["phase"] == "Pending"
+    assert status["workers"]["desired"] == 2
+    assert status["endpoints"]["scheduler"] == f"demo-scheduler.{namespace}.svc:50051"
+
+
+async def test_a_second_sync_writes_nothing(api_server, create_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    writes_before = len(api_server.writes())
+    synced = await reconcile_now()
+    assert api_server.writes()[writes_before:] == []
+    assert set(synced.outcome.actions.values()) == {"unchanged"}
+
+
+async def test_ready_workloads_make_the_cluster_ready(api_server, namespace, create_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}, "workers": {"replicas": 3}})
+    await reconcile_now()
+    await api_server.settle_workloads(namespace, ready_workers=2)
+    await reconcile_now()
+    assert api_server.live(CLUSTERS, namespace, "demo")["status"]["phase"] == "Progressing"
+    assert conditions(api_server, namespace)["WorkersReady"]["message"] == "2/3 workers ready"
+    await api_server.settle_workloads(namespace)
+    await reconcile_now()
+    cluster = api_server.live(CLUSTERS, namespace, "demo")
+    assert cluster["status"]["phase"] == "Ready"
+    assert cluster["status"]["workers"]["ready"] == 3
+    assert conditions(api_server, namespace)["Ready"]["status"] == "True"
+
+
+async def test_spec_changes_patch_the_children(api_server, namespace, create_cluster, edit_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    await edit_cluster({"spec": {"workers": {"replicas": 4}, "scheduler": {"policy": "fcfs"}}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["StatefulSet/demo-workers"] == "patched"
+    assert synced.outcome.actions["Deployment/demo-kvstore"] == "unchanged"
+    built = children(api_server, namespace)
+    assert built[("StatefulSet", "demo-workers")]["spec"]["replicas"] == 4
+    args = built[("Deployment", "demo-scheduler")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--policy=fcfs" in args
+    assert '"policy": "fcfs"' in built[("ConfigMap", "demo-scheduler-policy")]["data"]["policy.json"]
+    assert api_server.live(CLUSTERS, namespace, "demo")["status"]["observedGeneration"] == 2
+
+
+async def test_external_redis_replaces_the_managed_one(api_server, namespace, create_cluster, edit_cluster,
+                                                       reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    await edit_cluster({"spec": {"kvstore": {"redis": {"url": "redis://cache.example:6379/0"}}}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Deployment/demo-redis"] == "deleted"
+    assert synced.outcome.actions["Service/demo-redis"] == "deleted"
+    assert ("Deployment", "demo-redis") not in children(api_server, namespace)
+
+
+async def test_pruning_spares_objects_the_cluster_does_not_own(api_server, namespace, create_cluster,
+                                                               reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}, "kvstore": {"redis": {"url": "redis://r:6379"}}})
+    foreign = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "demo-redis", "namespace": namespace,
+                            "labels": {"app.kubernetes.io/instance": "demo",
+                                       "app.kubernetes.io/managed-by": names.MANAGED_BY}},
+               "spec": {"ports": [{"port": 6379}]}}
+    await api_server.create(foreign)
+    await reconcile_now()
+    assert ("Service", "demo-redis") in children(api_server, namespace)
+
+
+async def test_invalid_spec_is_reported_and_deploys_nothing(api_server, namespace, create_cluster,
+                                                            reconcile_now):
+    await create_cluster({"model": {"preset": "tiny", "pvc": {"claimName": "models"}}})
+    synced = await reconcile_now()
+    assert "set exactly one of spec.model.preset or spec.model.pvc" in str(synced.error)
+    assert children(api_server, namespace) == {}
+    cluster = api_server.live(CLUSTERS, namespace, "demo")
+    assert cluster["status"]["phase"] == "Failed"
+    reconciled = conditions(api_server, namespace)["Reconciled"]
+    assert reconciled["status"] == "False" and reconciled["reason"] == "InvalidSpec"
+    assert "spec.model.preset or spec.model.pvc" in reconciled["message"]
+
+
+async def test_a_missing_model_claim_is_waited_for(api_server, namespace, create_cluster, reconcile_now):
+    await create_cluster({"model": {"pvc": {"claimName": "models"}}})
+    synced = await reconcile_now()
+    assert synced.error is not None
+    assert children(api_server, namespace) == {}
+    assert api_server.live(CLUSTERS, namespace, "demo")["status"]["phase"] == "Pending"
+    assert conditions(api_server, namespace)["Reconciled"]["reason"] == "WaitingForVolume"
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "models", "namespace": namespace}, "spec": {}}
+    await api_server.create(claim)
+    synced = await reconcile_now()
+    assert synced.error is None
+    assert ("StatefulSet", "demo-workers") in children(api_server, namespace)
+
+
+async def test_a_name_taken_by_a_foreign_object_is_a_conflict(api_server, namespace, create_cluster,
+                                                              reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    taken = {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "demo-scheduler", "namespace": namespace},
+             "spec": {"ports": [{"port": 80}]}}
+    await api_server.create(taken)
+    synced = await reconcile_now()
+    assert "Service team-a/demo-scheduler exists and is not owned by this cluster" in str(synced.error)
+    assert conditions(api_server, namespace)["Reconciled"]["reason"] == "NameConflict"
+    assert api_server.live("v1/services", namespace, "demo-scheduler")["spec"]["ports"][0]["port"] == 80
+
+
+async def test_a_deleted_child_is_restored(api_server, namespace, create_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    async with api_server.delete(f"/apis/apps/v1/namespaces/{namespace}/deployments/demo-scheduler"):
+        pass
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Deployment/demo-scheduler"] == "created"
+
+
+async def test_a_missing_cluster_syncs_to_nothing(reconcile_now):
+    assert await reconcile_now("absent") is None

@@ -1,0 +1,135 @@
+"""Parsing and validating a FastSwitchCluster's spec."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fastswitch_operator.spec import Images, InvalidSpecError, parse_spec
+
+CRD_PATH = (Path(__file__).resolve().parents[2] / "charts" / "fastswitch" / "crds"
+            / "fastswitchclusters.fastswitch.io.yaml")
+IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+MINIMAL = {"model": {"preset": "tiny"}}
+
+
+def parse(spec: dict[str, Any], name: str = "demo"):
+    return parse_spec(name, "team-a", spec, IMAGES)
+
+
+def crd_spec_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def with_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """What the API server stores: the schema's defaults applied, recursively."""
+    if not isinstance(value, dict) or "properties" not in schema:
+        return value
+    result = dict(value)
+    for key, sub in schema["properties"].items():
+        if key not in result and "default" in sub:
+            result[key] = copy.deepcopy(sub["default"])
+        if key in result:
+            result[key] = with_defaults(sub, result[key])
+    return result
+
+
+def test_operator_defaults_are_the_crd_defaults():
+    defaulted = with_defaults(crd_spec_schema(), MINIMAL)
+    assert defaulted != MINIMAL  # the CRD does default things
+    assert parse(defaulted) == parse(MINIMAL)
+
+
+def test_pvc_path_defaults_like_the_crd():
+    spec = {"model": {"pvc": {"claimName": "models"}}}
+    assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
+
+
+def test_minimal_spec_gets_documented_defaults():
+    cluster = parse(MINIMAL)
+    assert cluster.workers.replicas == 1
+    assert cluster.workers.gpus == 1
+    assert cluster.workers.block_size == 16
+    assert cluster.workers.host_swap_bytes == 8 * 2**30
+    assert cluster.scheduler.policy == "vtc"
+    assert cluster.scheduler.tick_ms == 10
+    assert cluster.kvstore.is_redis_managed
+    assert cluster.images == IMAGES
+
+
+def test_full_spec_is_parsed():
+    cluster = parse({
+        "model": {"pvc": {"claimName": "models", "path": "llama/8b"}, "dtype": "bfloat16"},
+        "workers": {"replicas": 3, "gpus": 2, "hostSwapBytes": 1024, "kvMemoryFraction": 0.5,
+                    "resources": {"limits": {"memory": "64Gi"}},
+                    "nodeSelector": {"gpu": "h100"},
+                    "tolerations": [{"key": "gpu", "operator": "Exists"}]},
+        "scheduler": {"policy": "trace", "trace": {"pattern": "markov", "updateEveryIterations": 5},
+                      "tenantsSecret": {"name": "tenants"}},
+        "kvstore": {"redis": {"urlSecret": {"name": "redis", "key": "url"}}},
+        "images": {"worker": "registry.example/worker:2", "pullSecrets": ["pull"]},
+    })
+    assert cluster.model.pvc_claim_name == "models" and cluster.model.pvc_path == "llama/8b"
+    assert cluster.workers.host_swap_bytes == 1024
+    assert cluster.workers.placement.node_selector == {"gpu": "h100"}
+    assert cluster.scheduler.policy_params == {"pattern": "markov", "updateEveryIterations": 5}
+    assert cluster.scheduler.tenants_secret.key == "tenants.yaml"
+    assert not cluster.kvstore.is_redis_managed
+    assert cluster.images.worker == "registry.example/worker:2"
+    assert cluster.images.scheduler == "s:1"
+    assert cluster.images.pull_secrets == ("pull",)
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({}, "spec.model is required"),
+    ({"model": {}}, "set exactly one of spec.model.preset or spec.model.pvc"),
+    ({"model": {"preset": "tiny", "pvc": {"claimName": "m"}}},
+     "set exactly one of spec.model.preset or spec.model.pvc"),
+    ({"model": {"pvc": {"claimName": "m", "path": "../etc"}}}, "relative path inside the claim"),
+    ({"model": {"preset": "tiny", "dtype": "int4"}}, "spec.model.dtype must be one of"),
+    ({**MINIMAL, "workers": {"replicas": -1}}, "spec.workers.replicas must be at least 0"),
+    ({**MINIMAL, "workers": {"replicas": "3"}}, "spec.workers.replicas must be of type integer"),
+    ({**MINIMAL, "workers": {"replicas": True}}, "spec.workers.replicas must be of type integer"),
+    ({**MINIMAL, "workers": {"kvMemoryFraction": 0}}, "kvMemoryFraction must be greater than 0"),
+    ({**MINIMAL, "workers": {"kvMemoryFraction": 1.5}}, "kvMemoryFraction must be at most 1"),
+    ({**MINIMAL, "workers": {"hostSwapBytes": "lots"}}, "hostSwapBytes is not a byte quantity"),
+    ({**MINIMAL, "workers": {"hostSwapBytes": "16Gi",
+                             "resources": {"limits": {"memory": "8Gi"}}}},
+     "limits.memory must hold spec.workers.hostSwapBytes"),
+    ({**MINIMAL, "workers": {"resources": {"limits": {"cpu": "two"}}}}, "is not a quantity"),
+    ({**MINIMAL, "workers": {"resources": {"maximums": {}}}}, "resources.maximums is not a known"),
+    ({**MINIMAL, "workers": {"replica": 2}}, "spec.workers.replica is not a known field"),
+    ({**MINIMAL, "scheduler": {"policy": "lottery"}}, "spec.scheduler.policy must be one of"),
+    ({**MINIMAL, "scheduler": {"trace": {"pattern": "random"}}},
+     "spec.scheduler.trace is only used by policy trace"),
+    ({**MINIMAL, "scheduler": {"policy": "trace", "trace": {"pattern": "sine"}}},
+     "trace.pattern must be one of random, markov"),
+    ({**MINIMAL, "scheduler": {"tenantsSecret": {"key": "t"}}},
+     "spec.scheduler.tenantsSecret.name must be the name of a Secret"),
+    ({**MINIMAL, "kvstore": {"redis": {"url": "http://redis"}}}, "must start with redis://"),
+    ({**MINIMAL, "kvstore": {"redis": {"url": "redis://r", "urlSecret": {"name": "s", "key": "k"}}}},
+     "set at most one of spec.kvstore.redis.url or spec.kvstore.redis.urlSecret"),
+    ({**MINIMAL, "images": {"pullPolicy": "Sometimes"}}, "spec.images.pullPolicy must be one of"),
+    ({**MINIMAL, "extra": 1}, "spec.extra is not a known field"),
+])
+def test_invalid_spec_names_the_problem(spec, problem):
+    with pytest.raises(InvalidSpecError) as raised:
+        parse(spec)
+    assert problem in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(InvalidSpecError) as raised:
+        parse({"model": {}, "workers": {"replicas": -1}, "scheduler": {"policy": "lottery"}})
+    assert len(raised.value.problems) == 3
+
+
+def test_long_names_are_refused_because_children_add_suffixes():
+    parse(MINIMAL, name="a" * 40)
+    with pytest.raises(InvalidSpecError, match="at most 40 characters"):
+        parse(MINIMAL, name="a" * 41)

@@ -1,0 +1,39 @@
+"""Fixtures for service tests: the real local stack (kvstore on real Redis, workers,
+scheduler) on 127.0.0.1 ephemeral ports, in the test's event loop."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import grpc
+import pytest
+
+from fastswitch.v1 import scheduler_pb2_grpc
+from fastswitch_cli.local_stack import local_stack
+from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_worker.engine.config import EngineConfig
+
+TENANTS = {"tokens": {"tok-a": "alice", "tok-b": "bob", "tok-admin": "ops"},
+           "weights": {"alice": 1.0, "bob": 1.0}, "admins": ["ops"]}
+ENGINE = dict(model="tiny", block_size=4, host_kv_bytes=16 << 20, max_num_batched_tokens=64,
+              kv_cache_bytes=4 << 20)
+
+
+@pytest.fixture
+def engine_settings() -> dict:
+    return dict(ENGINE)
+
+
+@pytest.fixture
+def stack_factory(redis_url):
+    @asynccontextmanager
+    async def make(*, num_workers: int = 1, engine: dict | None = None, **scheduler_settings):
+        """Yields the LocalStack with `.stub`, a Scheduler client on its own channel."""
+        scheduler = SchedulerConfig(listen="127.0.0.1:0", tick_ms=10, **scheduler_settings)
+        async with local_stack(engine=EngineConfig(**{**ENGINE, **(engine or {})}),
+                               scheduler=scheduler, num_workers=num_workers, redis_url=redis_url,
+                               tenants=TENANTS, worker_drain_timeout_s=1.0) as stack:
+            async with grpc.aio.insecure_channel(stack.address) as channel:
+                stack.stub = scheduler_pb2_grpc.SchedulerStub(channel)
+                yield stack
+    return make
