@@ -28,12 +28,25 @@ READY_TIMEOUT_S = 120.0
 @dataclass
 class LocalStack:
     kvstore: KVStoreServer
+    kvstore_config: KVStoreConfig
+    kvstore_port: int
     workers: list[WorkerServer]
     scheduler: SchedulerServer
 
     @property
     def address(self) -> str:
         return self.scheduler.address
+
+    @property
+    def kvstore_address(self) -> str:
+        return f"127.0.0.1:{self.kvstore_port}"
+
+    async def restart_kvstore(self) -> int:
+        """Stop the kvstore and start a new one on the same Redis; returns its port."""
+        await self.kvstore.stop(0)
+        self.kvstore = KVStoreServer(self.kvstore_config)
+        self.kvstore_port = await self.kvstore.start()
+        return self.kvstore_port
 
 
 @asynccontextmanager
@@ -45,10 +58,13 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
     `scheduler.workers` and `kvstore_addr` are filled in here; `tenants` (the tenants-file
     content) is written to a temporary file when given.
     """
-    kvstore = KVStoreServer(KVStoreConfig(listen_address="127.0.0.1:0", redis_url=redis_url))
-    kv_address = f"127.0.0.1:{await kvstore.start()}"
+    kvstore_config = KVStoreConfig(listen_address="127.0.0.1:0", redis_url=redis_url)
+    kvstore = KVStoreServer(kvstore_config)
+    kv_port = await kvstore.start()
+    kv_address = f"127.0.0.1:{kv_port}"
     workers: list[WorkerServer] = []
     scheduler_server: SchedulerServer | None = None
+    stack: LocalStack | None = None
     with tempfile.TemporaryDirectory(prefix="fastswitch-") as tmp:
         try:
             for index in range(num_workers):
@@ -66,13 +82,14 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
                 tenants_file=tenants_file or scheduler.tenants_file))
             await scheduler_server.start()
             await asyncio.wait_for(_all_connected(scheduler_server, num_workers), READY_TIMEOUT_S)
-            yield LocalStack(kvstore, workers, scheduler_server)
+            stack = LocalStack(kvstore, kvstore_config, kv_port, workers, scheduler_server)
+            yield stack
         finally:
             if scheduler_server is not None:
                 await scheduler_server.stop(0)
             for worker in workers:
                 await worker.stop(0)
-            await kvstore.stop(0)
+            await (stack.kvstore if stack is not None else kvstore).stop(0)
 
 
 async def _all_connected(scheduler: SchedulerServer, num_workers: int) -> None:
