@@ -93,5 +93,5 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
 
 
 async def _all_connected(scheduler: SchedulerServer, num_workers: int) -> None:
-    while len(scheduler.core.ready_links()) < num_workers:
+    while len(scheduler.core.ready_links()) < num_workers or not scheduler.is_serving:
         await asyncio.sleep(0.02)

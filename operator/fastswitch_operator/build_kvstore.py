@@ -11,7 +11,9 @@ from typing import Any
 from fastswitch_operator import names, pods
 from fastswitch_operator.spec import ClusterSpec
 
-REDIS_URL_ENV = "FASTSWITCH_REDIS_URL"
+# `fastswitch kvstore` reads its Redis from this variable: a URL from a Secret (it may hold a
+# password) never appears in the pod spec or the process's arguments.
+REDIS_URL_ENV = "REDIS_URL"
 # The uid of the `redis` user in the official Redis images; their entrypoint skips its root-only
 # steps when started as this user.
 REDIS_UID = 999
@@ -33,9 +35,7 @@ def build_kvstore_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         name=names.KVSTORE,
         image=cluster.images.kvstore,
         command=["fastswitch"],
-        # The kubelet expands $(VAR) from the container's env, so a URL from a Secret never
-        # appears in the pod spec.
-        args=["kvstore", f"--redis-url=$({REDIS_URL_ENV})"],
+        args=["kvstore", f"--log-level={cluster.log_level}"],
         port=names.KVSTORE_PORT,
         resources=cluster.kvstore.placement.resources,
         env=[redis_url_env(cluster)],

@@ -1,64 +1,48 @@
-"""The scheduler: a Deployment, the Service clients call, and a ConfigMap of policy parameters."""
+"""The scheduler: a Deployment and the Service clients call."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from fastswitch_operator import names, pods
+from fastswitch_operator.build_config import (
+    CONFIG_CHECKSUM_ANNOTATION,
+    config_checksum,
+    config_env_from,
+    model_volume,
+)
 from fastswitch_operator.spec import ClusterSpec
 
-POLICY_DIR = "/etc/fastswitch/policy"
-POLICY_FILE = "policy.json"
 TENANTS_DIR = "/etc/fastswitch/tenants"
-# Rolls the scheduler's pods when the ConfigMap changes (pods do not reread it).
-POLICY_CHECKSUM_ANNOTATION = "fastswitch.io/policy-checksum"
-
-
-def policy_document(cluster: ClusterSpec) -> str:
-    """The policy and its parameters, as the scheduler reads them from $FASTSWITCH_POLICY_CONFIG."""
-    scheduler = cluster.scheduler
-    document = {
-        "policy": scheduler.policy,
-        "tickMs": scheduler.tick_ms,
-        "params": scheduler.policy_params,
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+# Policy parameters in the spec -> `fastswitch scheduler` flags.
+POLICY_FLAGS = {
+    ("vtc", "preemptThreshold"): "--vtc-preempt-threshold",
+    ("trace", "pattern"): "--trace-pattern",
+    ("trace", "updateProbability"): "--trace-update-probability",
+    ("trace", "seed"): "--trace-seed",
+}
 
 
 def scheduler_args(cluster: ClusterSpec) -> list[str]:
+    """`fastswitch scheduler` flags (the model, for its tokenizer, comes from the ConfigMap)."""
     scheduler = cluster.scheduler
     args = [
         "scheduler",
+        f"--workers={names.workers_address(cluster.name, cluster.namespace)}",
         f"--policy={scheduler.policy}",
         f"--tick-ms={scheduler.tick_ms}",
-        f"--workers={names.workers_address(cluster.name, cluster.namespace)}",
-        f"--kvstore-addr={names.kvstore_address(cluster.name, cluster.namespace)}",
     ]
+    for key, value in sorted(scheduler.policy_params.items()):
+        args.append(f"{POLICY_FLAGS[scheduler.policy, key]}={value}")
     if scheduler.tenants_secret is not None:
         args.append(f"--tenants-file={TENANTS_DIR}/{scheduler.tenants_secret.key}")
     return args
 
 
-def build_scheduler_configmap(cluster: ClusterSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": pods.object_meta(
-            cluster, names.scheduler_config_name(cluster.name), names.SCHEDULER
-        ),
-        "data": {POLICY_FILE: policy_document(cluster)},
-    }
-
-
 def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
     scheduler = cluster.scheduler
     name = names.scheduler_name(cluster.name)
-    mounts: list[dict[str, Any]] = [{"name": "policy", "mountPath": POLICY_DIR, "readOnly": True}]
-    volumes: list[dict[str, Any]] = [
-        {"name": "policy", "configMap": {"name": names.scheduler_config_name(cluster.name)}}
-    ]
+    mounts, volumes = model_volume(cluster)
     if scheduler.tenants_secret is not None:
         # A directory mount (no subPath) so rotated tokens reach the running scheduler.
         mounts.append({"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True})
@@ -74,11 +58,10 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         args=scheduler_args(cluster),
         port=names.SCHEDULER_PORT,
         resources=scheduler.placement.resources,
-        env=[{"name": "FASTSWITCH_POLICY_CONFIG", "value": f"{POLICY_DIR}/{POLICY_FILE}"}],
+        env_from=config_env_from(cluster),
         mounts=mounts,
     )
     container.update(pods.grpc_probes(names.SCHEDULER_PORT, startup_seconds=120))
-    checksum = hashlib.sha256(policy_document(cluster).encode()).hexdigest()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -89,7 +72,7 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": names.labels(cluster.name, names.SCHEDULER),
-                    "annotations": {POLICY_CHECKSUM_ANNOTATION: checksum},
+                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster)},
                 },
                 "spec": pods.pod_spec(cluster, scheduler.placement, [container], volumes=volumes),
             },

@@ -1,9 +1,10 @@
 """GPU workers: a StatefulSet (stable worker ids = pod names) behind a headless Service.
 
 The scheduler finds workers through the headless Service's DNS name, which resolves to the
-ready worker pods. Scale-down removes the highest ordinals: each gets SIGTERM, turns its
-health NOT_SERVING (so it leaves the Service), stops taking admits and finishes or hands back
-its requests, within terminationGracePeriodSeconds = spec.workers.drainTimeoutSeconds.
+ready worker pods. Scale-down removes the highest ordinals. Each gets SIGTERM, reports
+NOT_SERVING (leaving the Service), refuses new admits, and lets its running requests finish
+for up to spec.workers.drainTimeoutSeconds before handing the rest back to the scheduler,
+which moves them to other workers; terminationGracePeriodSeconds leaves room for all of it.
 """
 
 from __future__ import annotations
@@ -12,30 +13,43 @@ import copy
 from typing import Any
 
 from fastswitch_operator import names, pods
+from fastswitch_operator.build_config import (
+    CONFIG_CHECKSUM_ANNOTATION,
+    config_checksum,
+    config_env_from,
+    model_volume,
+)
 from fastswitch_operator.spec import ClusterSpec
 
-MODEL_MOUNT_PATH = "/models"
-# Worker startup includes loading the checkpoint and allocating the KV cache.
+# Loading the checkpoint and allocating the KV cache happen before SERVING.
 WORKER_STARTUP_SECONDS = 900
+# After the drain: handing back what did not finish, and stopping the server and engine.
+DRAIN_MARGIN_SECONDS = 15
+POD_NAME_ENV = "FASTSWITCH_POD_NAME"
 
 
 def worker_args(cluster: ClusterSpec) -> list[str]:
-    """`fastswitch worker` flags; `$(FASTSWITCH_POD_NAME)` is expanded by the kubelet."""
+    """`fastswitch worker` flags (the model and kvstore come from the shared ConfigMap).
+
+    `$(FASTSWITCH_POD_NAME)` is expanded by the kubelet: the pod's name is the worker's id and,
+    under the headless Service, its stable address.
+    """
     workers, model = cluster.workers, cluster.model
-    if model.preset is not None:
-        model_arg = model.preset
-    else:
-        model_arg = f"{MODEL_MOUNT_PATH}/{model.pvc_path}".rstrip("/")
-    args = ["worker", f"--model={model_arg}"]
-    if model.dtype is not None:
-        args.append(f"--dtype={model.dtype}")
-    args += [
+    service = names.service_host(names.workers_name(cluster.name), cluster.namespace)
+    args = [
+        "worker",
+        f"--worker-id=$({POD_NAME_ENV})",
+        f"--advertise-address=$({POD_NAME_ENV}).{service}:{names.WORKER_PORT}",
+        f"--mode={workers.mode}",
         f"--block-size={workers.block_size}",
         f"--kv-memory-fraction={workers.kv_memory_fraction:g}",
         f"--host-swap-bytes={workers.host_swap_bytes}",
-        f"--kvstore-addr={names.kvstore_address(cluster.name, cluster.namespace)}",
-        "--worker-id=$(FASTSWITCH_POD_NAME)",
+        f"--drain-timeout-s={workers.drain_timeout_seconds}",
     ]
+    if model.dtype is not None:
+        args.append(f"--dtype={model.dtype}")
+    if model.dummy_weights:
+        args.append("--load-format=dummy")
     return args
 
 
@@ -52,15 +66,7 @@ def worker_resources(cluster: ClusterSpec) -> dict[str, Any]:
 def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
     workers = cluster.workers
     name = names.workers_name(cluster.name)
-    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    # Pinned host memory and torch's shared-memory tensors need more than the default 64Mi.
-    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
-    if cluster.model.pvc_claim_name is not None:
-        mounts.append({"name": "model", "mountPath": MODEL_MOUNT_PATH, "readOnly": True})
-        volumes.append({
-            "name": "model",
-            "persistentVolumeClaim": {"claimName": cluster.model.pvc_claim_name, "readOnly": True},
-        })
+    model_mounts, model_volumes = model_volume(cluster)
     worker = pods.container(
         cluster,
         name=names.WORKER,
@@ -69,20 +75,18 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
         args=worker_args(cluster),
         port=names.WORKER_PORT,
         resources=worker_resources(cluster),
-        env=[
-            {"name": "FASTSWITCH_POD_NAME",
-             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "HF_HUB_OFFLINE", "value": "1"},
-        ],
-        mounts=mounts,
+        env=[{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        env_from=config_env_from(cluster),
+        # Pinned host memory and torch's shared-memory tensors need more than 64Mi of /dev/shm.
+        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *model_mounts],
     )
     worker.update(pods.grpc_probes(names.WORKER_PORT, startup_seconds=WORKER_STARTUP_SECONDS))
     pod_spec = pods.pod_spec(
         cluster,
         workers.placement,
         [worker],
-        volumes=volumes,
-        termination_grace_seconds=workers.drain_timeout_seconds,
+        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory"}}, *model_volumes],
+        termination_grace_seconds=workers.drain_timeout_seconds + DRAIN_MARGIN_SECONDS,
     )
     return {
         "apiVersion": "apps/v1",
@@ -96,7 +100,10 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": names.selector_labels(cluster.name, names.WORKER)},
             "template": {
-                "metadata": {"labels": names.labels(cluster.name, names.WORKER)},
+                "metadata": {
+                    "labels": names.labels(cluster.name, names.WORKER),
+                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster)},
+                },
                 "spec": pod_spec,
             },
         },

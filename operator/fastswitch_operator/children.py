@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastswitch_operator import names
+from fastswitch_operator.build_config import build_configmap
 from fastswitch_operator.build_kvstore import (
     build_kvstore_deployment,
     build_kvstore_service,
     build_redis_deployment,
     build_redis_service,
 )
-from fastswitch_operator.build_scheduler import (
-    build_scheduler_configmap,
-    build_scheduler_deployment,
-    build_scheduler_service,
-)
+from fastswitch_operator.build_scheduler import build_scheduler_deployment, build_scheduler_service
 from fastswitch_operator.build_workers import build_workers_service, build_workers_statefulset
 from fastswitch_operator.spec import ClusterSpec
 
@@ -31,7 +28,7 @@ CHILD_KINDS = (
 def build_children(cluster: ClusterSpec) -> list[dict[str, Any]]:
     """Desired children: configuration and Services first, so pods find them when they start."""
     children = [
-        build_scheduler_configmap(cluster),
+        build_configmap(cluster),
         build_workers_service(cluster),
         build_kvstore_service(cluster),
         build_scheduler_service(cluster),

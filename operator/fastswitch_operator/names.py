@@ -19,6 +19,7 @@ WORKER = "worker"
 SCHEDULER = "scheduler"
 KVSTORE = "kvstore"
 REDIS = "redis"
+CONFIG = "config"  # the shared ConfigMap: no pods, no selector
 COMPONENTS = (WORKER, SCHEDULER, KVSTORE, REDIS)
 
 # gRPC ports served by `fastswitch scheduler|worker|kvstore`, and Redis.
@@ -43,9 +44,9 @@ def scheduler_name(cluster: str) -> str:
     return f"{cluster}-scheduler"
 
 
-def scheduler_config_name(cluster: str) -> str:
-    """The ConfigMap holding the scheduler's policy parameters."""
-    return f"{cluster}-scheduler-policy"
+def config_name(cluster: str) -> str:
+    """The ConfigMap of settings the scheduler and the workers share."""
+    return f"{cluster}-config"
 
 
 def kvstore_name(cluster: str) -> str:

@@ -69,6 +69,7 @@ def container(
     command: list[str] | None = None,
     port_name: str = "grpc",
     env: list[dict[str, Any]] | None = None,
+    env_from: list[dict[str, Any]] | None = None,
     mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A container with the hardened defaults; `mounts` come after the writable /tmp.
@@ -83,6 +84,7 @@ def container(
         "args": args,
         "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}],
         "env": env or [],
+        **({"envFrom": env_from} if env_from else {}),
         "resources": copy.deepcopy(resources),
         "securityContext": container_security_context(),
         "volumeMounts": [TMP_MOUNT, *(mounts or [])],

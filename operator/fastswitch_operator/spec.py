@@ -20,6 +20,8 @@ POLICIES = ("vtc", "fcfs", "priority", "trace")
 DTYPES = ("float32", "float16", "bfloat16")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+MODES = ("fastswitch", "baseline")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _RELATIVE_PATH = re.compile(r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")
 _MISSING = object()
@@ -54,6 +56,7 @@ class ModelSpec:
     pvc_claim_name: str | None
     pvc_path: str
     dtype: str | None
+    dummy_weights: bool
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class WorkersSpec:
     block_size: int
     kv_memory_fraction: float
     host_swap_bytes: int
+    mode: str
     drain_timeout_seconds: int
     placement: Placement
 
@@ -106,6 +110,7 @@ class Images:
 class ClusterSpec:
     name: str
     namespace: str
+    log_level: str
     model: ModelSpec
     workers: WorkersSpec
     scheduler: SchedulerSpec
@@ -122,6 +127,7 @@ class _Reader:
         "string": lambda v: isinstance(v, str),
         "object": lambda v: isinstance(v, Mapping),
         "array": lambda v: isinstance(v, list),
+        "boolean": lambda v: isinstance(v, bool),
     }
 
     def __init__(self, data: Any, path: str, problems: list[str], known: tuple[str, ...]) -> None:
@@ -205,7 +211,7 @@ def _parse_bytes(quantity: Any) -> int | None:
 
 
 def _model(spec: _Reader) -> ModelSpec:
-    model = spec.sub("model", ("preset", "pvc", "dtype"))
+    model = spec.sub("model", ("preset", "pvc", "dtype", "dummyWeights"))
     if not spec.has("model"):
         spec.problems.append("spec.model is required")
     preset = model.get("preset", "string")
@@ -219,11 +225,12 @@ def _model(spec: _Reader) -> ModelSpec:
             pvc.problems.append(f"{pvc.path}.path must be a relative path inside the claim")
     if (preset is None) == (claim is None) and spec.has("model"):
         spec.problems.append("set exactly one of spec.model.preset or spec.model.pvc")
-    return ModelSpec(preset, claim, path, model.get("dtype", "string", choices=DTYPES))
+    return ModelSpec(preset, claim, path, model.get("dtype", "string", choices=DTYPES),
+                     model.get("dummyWeights", "boolean", False))
 
 
 def _workers(spec: _Reader) -> WorkersSpec:
-    known = ("replicas", "gpus", "gpuResourceName", "blockSize", "kvMemoryFraction",
+    known = ("replicas", "gpus", "gpuResourceName", "blockSize", "kvMemoryFraction", "mode",
              "hostSwapBytes", "drainTimeoutSeconds", "resources", "nodeSelector", "tolerations")
     workers = spec.sub("workers", known)
     swap = workers.data.get("hostSwapBytes", "8Gi")
@@ -238,7 +245,7 @@ def _workers(spec: _Reader) -> WorkersSpec:
             "spec.workers.resources.limits.memory must hold spec.workers.hostSwapBytes "
             f"({memory_limit} < {swap_bytes} bytes)"
         )
-    kv_fraction = workers.get("kvMemoryFraction", "number", 0.9, high=1)
+    kv_fraction = workers.get("kvMemoryFraction", "number", 0.85, high=1)
     if kv_fraction <= 0:
         workers.problems.append("spec.workers.kvMemoryFraction must be greater than 0")
     return WorkersSpec(
@@ -248,6 +255,7 @@ def _workers(spec: _Reader) -> WorkersSpec:
         block_size=workers.get("blockSize", "integer", 16, low=1, high=1024),
         kv_memory_fraction=float(kv_fraction),
         host_swap_bytes=swap_bytes,
+        mode=workers.get("mode", "string", "fastswitch", choices=MODES),
         drain_timeout_seconds=workers.get("drainTimeoutSeconds", "integer", 120, low=0, high=3600),
         placement=placement,
     )
@@ -259,28 +267,34 @@ def _scheduler(spec: _Reader) -> SchedulerSpec:
     scheduler = spec.sub("scheduler", known)
     policy = scheduler.get("policy", "string", "vtc", choices=POLICIES)
     params: dict[str, Any] = {}
-    for params_policy, params_known in (("vtc", ("preemptThresholdTokens",)),
-                                        ("trace", ("pattern", "updateEveryIterations", "seed"))):
-        if not scheduler.has(params_policy):
-            continue
-        if policy != params_policy:
+    if scheduler.has("vtc"):
+        vtc = scheduler.sub("vtc", ("preemptThreshold",))
+        params = _drop_none({"preemptThreshold": vtc.get("preemptThreshold", "number", low=0)})
+    if scheduler.has("trace"):
+        trace = scheduler.sub("trace", ("pattern", "updateProbability", "seed"))
+        params = _drop_none({
+            "pattern": trace.get("pattern", "string", choices=("random", "markov")),
+            "updateProbability": trace.get("updateProbability", "number", low=0, high=1),
+            "seed": trace.get("seed", "integer"),
+        })
+    for params_policy in ("vtc", "trace"):
+        if scheduler.has(params_policy) and policy != params_policy:
             scheduler.problems.append(
                 f"spec.scheduler.{params_policy} is only used by policy {params_policy}"
             )
-        params = dict(scheduler.sub(params_policy, params_known).data)
-    if policy == "vtc" and params.get("preemptThresholdTokens", 0) < 0:
-        scheduler.problems.append("spec.scheduler.vtc.preemptThresholdTokens must be at least 0")
-    if policy == "trace" and params.get("pattern", "random") not in ("random", "markov"):
-        scheduler.problems.append("spec.scheduler.trace.pattern must be one of random, markov")
     return SchedulerSpec(
         replicas=scheduler.get("replicas", "integer", 1, low=1),
         policy=policy,
         tick_ms=scheduler.get("tickMs", "integer", 10, low=1, high=60000),
         policy_params=params,
-        tenants_secret=_secret_key(scheduler, "tenantsSecret", "tenants.yaml"),
+        tenants_secret=_secret_key(scheduler, "tenantsSecret", "tenants.json"),
         service_type=scheduler.get("serviceType", "string", "ClusterIP", choices=SERVICE_TYPES),
         placement=_placement(scheduler),
     )
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _kvstore(spec: _Reader) -> KVStoreSpec:
@@ -321,10 +335,11 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
             f"characters (its children add suffixes), not {len(name)}"
         )
     reader = _Reader(spec, "spec", problems,
-                     ("model", "workers", "scheduler", "kvstore", "images"))
+                     ("logLevel", "model", "workers", "scheduler", "kvstore", "images"))
     cluster = ClusterSpec(
         name=name,
         namespace=namespace,
+        log_level=reader.get("logLevel", "string", "info", choices=LOG_LEVELS),
         model=_model(reader),
         workers=_workers(reader),
         scheduler=_scheduler(reader),

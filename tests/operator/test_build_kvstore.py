@@ -27,21 +27,20 @@ def container(deployment):
 
 def test_kvstore_uses_the_managed_redis_by_default():
     kvstore = container(build_kvstore_deployment(cluster()))
-    assert kvstore["args"] == ["kvstore", "--redis-url=$(FASTSWITCH_REDIS_URL)"]
-    assert kvstore["env"] == [{"name": "FASTSWITCH_REDIS_URL",
-                               "value": "redis://demo-redis.team-a.svc:6379/0"}]
+    assert kvstore["args"] == ["kvstore", "--log-level=info"]
+    assert kvstore["env"] == [{"name": "REDIS_URL", "value": "redis://demo-redis.team-a.svc:6379/0"}]
     assert build_redis_service(cluster())["metadata"]["name"] == names.redis_name("demo")
 
 
 def test_external_redis_url_is_passed_through():
     kvstore = container(build_kvstore_deployment(cluster(redis={"url": "rediss://cache:6380/2"})))
-    assert kvstore["env"] == [{"name": "FASTSWITCH_REDIS_URL", "value": "rediss://cache:6380/2"}]
+    assert kvstore["env"] == [{"name": "REDIS_URL", "value": "rediss://cache:6380/2"}]
 
 
 def test_redis_url_from_a_secret_never_appears_in_the_pod_spec():
     deployment = build_kvstore_deployment(cluster(redis={"urlSecret": {"name": "redis", "key": "url"}}))
     (env,) = container(deployment)["env"]
-    assert env == {"name": "FASTSWITCH_REDIS_URL",
+    assert env == {"name": "REDIS_URL",
                    "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}}
 
 

@@ -23,27 +23,35 @@ def worker_container(statefulset):
 def test_worker_flags_come_from_the_spec():
     sts = build_workers_statefulset(cluster(
         model={"preset": "tiny", "dtype": "float32"},
-        workers={"blockSize": 8, "kvMemoryFraction": 0.75, "hostSwapBytes": "1Gi"},
+        workers={"blockSize": 8, "kvMemoryFraction": 0.75, "hostSwapBytes": "1Gi",
+                 "mode": "baseline", "drainTimeoutSeconds": 60},
     ))
     assert worker_container(sts)["command"] == ["fastswitch"]
     assert worker_container(sts)["args"] == [
         "worker",
-        "--model=tiny",
-        "--dtype=float32",
+        "--worker-id=$(FASTSWITCH_POD_NAME)",
+        "--advertise-address=$(FASTSWITCH_POD_NAME).demo-workers.team-a.svc:50061",
+        "--mode=baseline",
         "--block-size=8",
         "--kv-memory-fraction=0.75",
         f"--host-swap-bytes={2**30}",
-        "--kvstore-addr=demo-kvstore.team-a.svc:50071",
-        "--worker-id=$(FASTSWITCH_POD_NAME)",
+        "--drain-timeout-s=60",
+        "--dtype=float32",
     ]
     env = {e["name"]: e for e in worker_container(sts)["env"]}
     assert env["FASTSWITCH_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert worker_container(sts)["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
 
 
-def test_model_on_a_claim_is_mounted_read_only_and_passed_as_a_path():
+def test_dummy_weights_skip_loading_the_checkpoint():
+    sts = build_workers_statefulset(cluster(model={"pvc": {"claimName": "m"}, "dummyWeights": True}))
+    assert worker_container(sts)["args"][-1] == "--load-format=dummy"
+    assert "--load-format=dummy" not in worker_container(build_workers_statefulset(cluster()))["args"]
+
+
+def test_model_on_a_claim_is_mounted_read_only():
     sts = build_workers_statefulset(cluster(model={"pvc": {"claimName": "models", "path": "llama/8b"}}))
     pod = sts["spec"]["template"]["spec"]
-    assert "--model=/models/llama/8b" in worker_container(sts)["args"]
     assert {"name": "model", "mountPath": "/models", "readOnly": True} in worker_container(sts)["volumeMounts"]
     claim = next(v for v in pod["volumes"] if v["name"] == "model")["persistentVolumeClaim"]
     assert claim == {"claimName": "models", "readOnly": True}
@@ -74,7 +82,9 @@ def test_cpu_workers_request_no_gpu():
 def test_scale_down_drains_within_the_grace_period():
     sts = build_workers_statefulset(cluster(workers={"replicas": 3, "drainTimeoutSeconds": 300}))
     assert sts["spec"]["replicas"] == 3
-    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 300
+    assert "--drain-timeout-s=300" in worker_container(sts)["args"]
+    # The pod outlives the drain: what did not finish is handed back before SIGKILL.
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 300
     # Drained workers leave the Service as soon as their health is NOT_SERVING.
     assert worker_container(sts)["readinessProbe"] == {
         "grpc": {"port": names.WORKER_PORT}, "periodSeconds": 5, "failureThreshold": 2

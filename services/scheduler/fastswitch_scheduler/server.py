@@ -33,6 +33,7 @@ class SchedulerServer:
         self.core = SchedulerCore(config, tenants)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self.core), self.server)
         self._health_task: asyncio.Task | None = None
+        self.is_serving = False  # what health reports
 
     @property
     def address(self) -> str:
@@ -46,13 +47,12 @@ class SchedulerServer:
 
     async def _follow_workers(self) -> None:
         """Health mirrors whether at least one worker is connected."""
-        is_serving = False
         while True:
             now_serving = bool(self.core.ready_links())
-            if now_serving != is_serving:
-                is_serving = now_serving
-                await self.health.set(is_serving)
-                log.info("health", extra={"serving": is_serving})
+            if now_serving != self.is_serving:
+                await self.health.set(now_serving)
+                self.is_serving = now_serving
+                log.info("health", extra={"serving": now_serving})
             await asyncio.sleep(0.05)
 
     async def stop(self, grace_s: float = 2.0) -> None:
