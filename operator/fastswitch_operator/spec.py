@@ -8,13 +8,12 @@ server without CEL, a test API server - fails with one clear message instead of 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from fastswitch_operator import names
+from fastswitch_operator.spec_fields import FieldReader, parse_bytes
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -24,7 +23,6 @@ MODES = ("fastswitch", "baseline")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _RELATIVE_PATH = re.compile(r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")
-_MISSING = object()
 
 
 class InvalidSpecError(ValueError):
@@ -118,53 +116,7 @@ class ClusterSpec:
     images: Images
 
 
-class _Reader:
-    """Typed, defaulted reads from one object of the spec; problems are collected, not raised."""
-
-    _TYPES: dict[str, Callable[[Any], bool]] = {
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "string": lambda v: isinstance(v, str),
-        "object": lambda v: isinstance(v, Mapping),
-        "array": lambda v: isinstance(v, list),
-        "boolean": lambda v: isinstance(v, bool),
-    }
-
-    def __init__(self, data: Any, path: str, problems: list[str], known: tuple[str, ...]) -> None:
-        self.path, self.problems = path, problems
-        if not isinstance(data, Mapping):
-            problems.append(f"{path} must be an object")
-            data = {}
-        self.data = data
-        for key in data:
-            if key not in known:
-                problems.append(f"{path}.{key} is not a known field")
-
-    def get(self, key: str, kind: str, default: Any = None, *, choices: tuple = (),
-            low: float | None = None, high: float | None = None) -> Any:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING or value is None:
-            return default
-        where = f"{self.path}.{key}"
-        if not self._TYPES[kind](value):
-            self.problems.append(f"{where} must be of type {kind}")
-            return default
-        if choices and value not in choices:
-            self.problems.append(f"{where} must be one of {', '.join(choices)}, not {value!r}")
-        if low is not None and value < low:
-            self.problems.append(f"{where} must be at least {low}, not {value}")
-        if high is not None and value > high:
-            self.problems.append(f"{where} must be at most {high}, not {value}")
-        return value
-
-    def sub(self, key: str, known: tuple[str, ...]) -> _Reader:
-        return _Reader(self.data.get(key) or {}, f"{self.path}.{key}", self.problems, known)
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-
-def _secret_key(reader: _Reader, key: str, default_key: str | None) -> SecretKey | None:
+def _secret_key(reader: FieldReader, key: str, default_key: str | None) -> SecretKey | None:
     if not reader.has(key):
         return None
     sub = reader.sub(key, ("name", "key"))
@@ -176,7 +128,7 @@ def _secret_key(reader: _Reader, key: str, default_key: str | None) -> SecretKey
     return SecretKey(name or "", secret_key or "")
 
 
-def _placement(reader: _Reader, *, with_scheduling: bool = True) -> Placement:
+def _placement(reader: FieldReader, *, with_scheduling: bool = True) -> Placement:
     resources = reader.get("resources", "object", {})
     for part in resources:
         if part not in ("requests", "limits"):
@@ -187,7 +139,7 @@ def _placement(reader: _Reader, *, with_scheduling: bool = True) -> Placement:
             reader.problems.append(f"{reader.path}.resources.{part} must be of type object")
             continue
         for resource, quantity in quantities.items():
-            if _parse_bytes(quantity) is None:
+            if parse_bytes(quantity) is None:
                 reader.problems.append(
                     f"{reader.path}.resources.{part}.{resource} is not a quantity: {quantity!r}"
                 )
@@ -200,17 +152,7 @@ def _placement(reader: _Reader, *, with_scheduling: bool = True) -> Placement:
     )
 
 
-def _parse_bytes(quantity: Any) -> int | None:
-    """A Kubernetes quantity ("16Gi", 1024) in bytes, or None when it is not one."""
-    if isinstance(quantity, bool):
-        return None
-    try:
-        return int(parse_quantity(quantity))
-    except (ValueError, TypeError):
-        return None
-
-
-def _model(spec: _Reader) -> ModelSpec:
+def _model(spec: FieldReader) -> ModelSpec:
     model = spec.sub("model", ("preset", "pvc", "dtype", "dummyWeights"))
     if not spec.has("model"):
         spec.problems.append("spec.model is required")
@@ -229,17 +171,17 @@ def _model(spec: _Reader) -> ModelSpec:
                      model.get("dummyWeights", "boolean", False))
 
 
-def _workers(spec: _Reader) -> WorkersSpec:
+def _workers(spec: FieldReader) -> WorkersSpec:
     known = ("replicas", "gpus", "gpuResourceName", "blockSize", "kvMemoryFraction", "mode",
              "hostSwapBytes", "drainTimeoutSeconds", "resources", "nodeSelector", "tolerations")
     workers = spec.sub("workers", known)
     swap = workers.data.get("hostSwapBytes", "8Gi")
-    swap_bytes = _parse_bytes(swap)
+    swap_bytes = parse_bytes(swap)
     if swap_bytes is None or swap_bytes < 0:
         workers.problems.append(f"spec.workers.hostSwapBytes is not a byte quantity: {swap!r}")
         swap_bytes = 0
     placement = _placement(workers)
-    memory_limit = _parse_bytes(placement.resources.get("limits", {}).get("memory", 0))
+    memory_limit = parse_bytes(placement.resources.get("limits", {}).get("memory", 0))
     if memory_limit and memory_limit < swap_bytes:
         workers.problems.append(
             "spec.workers.resources.limits.memory must hold spec.workers.hostSwapBytes "
@@ -261,7 +203,7 @@ def _workers(spec: _Reader) -> WorkersSpec:
     )
 
 
-def _scheduler(spec: _Reader) -> SchedulerSpec:
+def _scheduler(spec: FieldReader) -> SchedulerSpec:
     known = ("replicas", "policy", "tickMs", "vtc", "trace", "tenantsSecret", "serviceType",
              "resources", "nodeSelector", "tolerations")
     scheduler = spec.sub("scheduler", known)
@@ -297,7 +239,7 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _kvstore(spec: _Reader) -> KVStoreSpec:
+def _kvstore(spec: FieldReader) -> KVStoreSpec:
     kvstore = spec.sub("kvstore", ("resources", "redis"))
     redis = kvstore.sub("redis", ("url", "urlSecret", "resources"))
     url = redis.get("url", "string")
@@ -312,7 +254,7 @@ def _kvstore(spec: _Reader) -> KVStoreSpec:
                        _placement(redis, with_scheduling=False))
 
 
-def _images(spec: _Reader, defaults: Images) -> Images:
+def _images(spec: FieldReader, defaults: Images) -> Images:
     images = spec.sub("images", ("worker", "scheduler", "kvstore", "redis", "pullPolicy",
                                  "pullSecrets"))
     pull_secrets = images.get("pullSecrets", "array", list(defaults.pull_secrets))
@@ -334,7 +276,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
             f"the name of a FastSwitchCluster is at most {names.MAX_CLUSTER_NAME_LENGTH} "
             f"characters (its children add suffixes), not {len(name)}"
         )
-    reader = _Reader(spec, "spec", problems,
+    reader = FieldReader(spec, "spec", problems,
                      ("logLevel", "model", "workers", "scheduler", "kvstore", "images"))
     cluster = ClusterSpec(
         name=name,

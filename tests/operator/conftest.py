@@ -9,7 +9,7 @@ import copy
 import datetime
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 and (wanted is None or r.resource == wanted)]
 
     async def create(self, obj: Mapping[str, Any]) -> None:
-        """Create an object the way a user would (e.g. a Service in the operator's way)."""
+        """Create an object as a user would (e.g. a Service that takes a child's name)."""
         group_version, plural = obj["apiVersion"], obj["kind"].lower() + "s"
         prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
         path = f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
@@ -260,7 +260,7 @@ async def api_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer
 
 
 @pytest.fixture
-def kube(api_server: ApiServer) -> client.ApiClient:
+def kube(api_server: ApiServer) -> Iterator[client.ApiClient]:
     """A synchronous client of the emulator, for the tests' own reads and writes."""
     configuration = client.Configuration(host=str(api_server.url).rstrip("/"))
     configuration.verify_ssl = False
@@ -312,8 +312,8 @@ def edit_cluster(kube: client.ApiClient, namespace: str) -> Callable[..., Any]:
 
 @contextlib.asynccontextmanager
 async def running_operator(api_server: ApiServer, *extra_args: str) -> AsyncIterator[kopf.testing.KopfRunner]:
-    """kopf in its own thread, started once its watches are open (kmock replays nothing
-    created before a watch begins... it does, but then kopf may see objects mid-startup)."""
+    """kopf in its own thread; entered once kopf's watches are open, so no test object reaches
+    a half-started operator."""
     args = ["run", "--standalone", "--all-namespaces", "-m", "fastswitch_operator.handlers",
             *extra_args]
     runner = kopf.testing.KopfRunner(args, timeout=30)

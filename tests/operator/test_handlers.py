@@ -14,7 +14,7 @@ CLUSTERS = f"{names.API_VERSION}/{names.PLURAL}"
 GVP = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 WORKERS = "apps/v1/statefulsets"
 SPEC = {"model": {"preset": "tiny"}, "workers": {"replicas": 2, "gpus": 0}}
-CHILDREN = [("v1/configmaps", "demo-scheduler-policy"), ("v1/services", "demo-workers"),
+CHILDREN = [("v1/configmaps", "demo-config"), ("v1/services", "demo-workers"),
             ("v1/services", "demo-scheduler"), ("v1/services", "demo-kvstore"),
             ("v1/services", "demo-redis"), ("apps/v1/statefulsets", "demo-workers"),
             ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/deployments", "demo-kvstore"),
@@ -72,13 +72,14 @@ async def test_editing_the_spec_patches_the_children(api_server, namespace, oper
     async with operator():
         await create_cluster(SPEC)
         await wait_for(lambda: "--policy=vtc" in scheduler_args(), "the vtc scheduler")
-        await edit_cluster({"spec": {"scheduler": {"policy": "priority", "tickMs": 50}}})
+        await edit_cluster({"spec": {"scheduler": {"policy": "priority", "tickMs": 50},
+                                     "logLevel": "debug"}})
         await wait_for(lambda: "--policy=priority" in scheduler_args(), "the priority scheduler")
         await wait_for(lambda: status_of(api_server, namespace).get("observedGeneration") == 2,
                        "generation 2 observed")
     assert "--tick-ms=50" in scheduler_args()
-    policy = api_server.live("v1/configmaps", namespace, "demo-scheduler-policy")["data"]
-    assert '"policy": "priority"' in policy["policy.json"]
+    config = api_server.live("v1/configmaps", namespace, "demo-config")["data"]
+    assert config["FASTSWITCH_LOG_LEVEL"] == "debug"
 
 
 async def test_scaling_the_cluster_scales_its_workers(api_server, kube, namespace, operator,

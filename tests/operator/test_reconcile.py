@@ -53,7 +53,7 @@ async def test_sync_creates_adopted_children_and_reports_status(api_server, name
     assert synced.error is None
     built = children(api_server, namespace)
     assert set(built) == {
-        ("ConfigMap", "demo-scheduler-policy"), ("Service", "demo-workers"),
+        ("ConfigMap", "demo-config"), ("Service", "demo-workers"),
         ("Service", "demo-scheduler"), ("Service", "demo-kvstore"), ("Service", "demo-redis"),
         ("StatefulSet", "demo-workers"), ("Deployment", "demo-scheduler"),
         ("Deployment", "demo-kvstore"), ("Deployment", "demo-redis"),
@@ -97,15 +97,16 @@ async def test_ready_workloads_make_the_cluster_ready(api_server, namespace, cre
 async def test_spec_changes_patch_the_children(api_server, namespace, create_cluster, edit_cluster, reconcile_now):
     await create_cluster({"model": {"preset": "tiny"}})
     await reconcile_now()
-    await edit_cluster({"spec": {"workers": {"replicas": 4}, "scheduler": {"policy": "fcfs"}}})
+    await edit_cluster({"spec": {"workers": {"replicas": 4}, "scheduler": {"policy": "fcfs"},
+                                 "logLevel": "warning"}})
     synced = await reconcile_now()
     assert synced.outcome.actions["StatefulSet/demo-workers"] == "patched"
-    assert synced.outcome.actions["Deployment/demo-kvstore"] == "unchanged"
+    assert synced.outcome.actions["Deployment/demo-redis"] == "unchanged"
     built = children(api_server, namespace)
     assert built[("StatefulSet", "demo-workers")]["spec"]["replicas"] == 4
     args = built[("Deployment", "demo-scheduler")]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--policy=fcfs" in args
-    assert '"policy": "fcfs"' in built[("ConfigMap", "demo-scheduler-policy")]["data"]["policy.json"]
+    assert built[("ConfigMap", "demo-config")]["data"]["FASTSWITCH_LOG_LEVEL"] == "warning"
     assert api_server.live(CLUSTERS, namespace, "demo")["status"]["observedGeneration"] == 2
 
 

@@ -55,6 +55,9 @@ def test_minimal_spec_gets_documented_defaults():
     assert cluster.workers.replicas == 1
     assert cluster.workers.gpus == 1
     assert cluster.workers.block_size == 16
+    assert cluster.workers.mode == "fastswitch"
+    assert cluster.model.dummy_weights is False
+    assert cluster.log_level == "info"
     assert cluster.workers.host_swap_bytes == 8 * 2**30
     assert cluster.scheduler.policy == "vtc"
     assert cluster.scheduler.tick_ms == 10
@@ -64,21 +67,27 @@ def test_minimal_spec_gets_documented_defaults():
 
 def test_full_spec_is_parsed():
     cluster = parse({
-        "model": {"pvc": {"claimName": "models", "path": "llama/8b"}, "dtype": "bfloat16"},
+        "logLevel": "debug",
+        "model": {"pvc": {"claimName": "models", "path": "llama/8b"}, "dtype": "bfloat16",
+                  "dummyWeights": True},
         "workers": {"replicas": 3, "gpus": 2, "hostSwapBytes": 1024, "kvMemoryFraction": 0.5,
+                    "mode": "baseline",
                     "resources": {"limits": {"memory": "64Gi"}},
                     "nodeSelector": {"gpu": "h100"},
                     "tolerations": [{"key": "gpu", "operator": "Exists"}]},
-        "scheduler": {"policy": "trace", "trace": {"pattern": "markov", "updateEveryIterations": 5},
+        "scheduler": {"policy": "trace", "trace": {"pattern": "markov", "updateProbability": 0.5},
                       "tenantsSecret": {"name": "tenants"}},
         "kvstore": {"redis": {"urlSecret": {"name": "redis", "key": "url"}}},
         "images": {"worker": "registry.example/worker:2", "pullSecrets": ["pull"]},
     })
+    assert cluster.log_level == "debug"
     assert cluster.model.pvc_claim_name == "models" and cluster.model.pvc_path == "llama/8b"
+    assert cluster.model.dummy_weights is True
     assert cluster.workers.host_swap_bytes == 1024
+    assert cluster.workers.mode == "baseline"
     assert cluster.workers.placement.node_selector == {"gpu": "h100"}
-    assert cluster.scheduler.policy_params == {"pattern": "markov", "updateEveryIterations": 5}
-    assert cluster.scheduler.tenants_secret.key == "tenants.yaml"
+    assert cluster.scheduler.policy_params == {"pattern": "markov", "updateProbability": 0.5}
+    assert cluster.scheduler.tenants_secret.key == "tenants.json"
     assert not cluster.kvstore.is_redis_managed
     assert cluster.images.worker == "registry.example/worker:2"
     assert cluster.images.scheduler == "s:1"
@@ -109,6 +118,13 @@ def test_full_spec_is_parsed():
      "spec.scheduler.trace is only used by policy trace"),
     ({**MINIMAL, "scheduler": {"policy": "trace", "trace": {"pattern": "sine"}}},
      "trace.pattern must be one of random, markov"),
+    ({**MINIMAL, "scheduler": {"policy": "trace", "trace": {"updateProbability": 2}}},
+     "trace.updateProbability must be at most 1"),
+    ({**MINIMAL, "scheduler": {"vtc": {"preemptThreshold": -1}}},
+     "vtc.preemptThreshold must be at least 0"),
+    ({**MINIMAL, "workers": {"mode": "turbo"}}, "spec.workers.mode must be one of"),
+    ({"model": {"preset": "tiny", "dummyWeights": "yes"}}, "dummyWeights must be of type boolean"),
+    ({**MINIMAL, "logLevel": "loud"}, "spec.logLevel must be one of"),
     ({**MINIMAL, "scheduler": {"tenantsSecret": {"key": "t"}}},
      "spec.scheduler.tenantsSecret.name must be the name of a Secret"),
     ({**MINIMAL, "kvstore": {"redis": {"url": "http://redis"}}}, "must start with redis://"),

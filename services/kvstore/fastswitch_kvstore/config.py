@@ -34,9 +34,13 @@ class KVStoreConfig:
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"listen_address must be HOST:PORT, got {self.listen_address!r}")
         if self.redis_url is not None and "://" not in self.redis_url:
-            raise ValueError(f"redis_url must be a URL like redis://HOST:PORT/DB, got {self.redis_url!r}")
+            raise ValueError(
+                f"redis_url must be a URL like redis://HOST:PORT/DB, got {self.redis_url!r}"
+            )
         if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
-            raise ValueError(f"key_prefix must match {KEY_PREFIX_RE.pattern}, got {self.key_prefix!r}")
+            raise ValueError(
+                f"key_prefix must match {KEY_PREFIX_RE.pattern}, got {self.key_prefix!r}"
+            )
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
         for name in ("shutdown_grace_s", "health_check_interval_s", "redis_timeout_s"):

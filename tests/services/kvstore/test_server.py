@@ -172,18 +172,50 @@ INVALID_REQUESTS = [
     ("RegisterWorker", register_request("w9", incarnation=""), grpc.StatusCode.INVALID_ARGUMENT),
     ("RegisterWorker", register_request("w9", capacity_bytes=-1), grpc.StatusCode.INVALID_ARGUMENT),
     ("PublishKV", kvstore_pb2.PublishKVRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-    ("PublishKV", kvstore_pb2.PublishKVRequest(entry=entry("", "w1")), grpc.StatusCode.INVALID_ARGUMENT),
-    ("PublishKV", kvstore_pb2.PublishKVRequest(entry=entry("c9", "")), grpc.StatusCode.INVALID_ARGUMENT),
-    ("PublishKV", kvstore_pb2.PublishKVRequest(entry=entry("c9", "w1", -4)), grpc.StatusCode.INVALID_ARGUMENT),
-    ("PublishKV", kvstore_pb2.PublishKVRequest(entry=entry("c9", "ghost")), grpc.StatusCode.FAILED_PRECONDITION),
+    (
+        "PublishKV",
+        kvstore_pb2.PublishKVRequest(entry=entry("", "w1")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "PublishKV",
+        kvstore_pb2.PublishKVRequest(entry=entry("c9", "")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "PublishKV",
+        kvstore_pb2.PublishKVRequest(entry=entry("c9", "w1", -4)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "PublishKV",
+        kvstore_pb2.PublishKVRequest(entry=entry("c9", "ghost")),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
     ("LookupKV", kvstore_pb2.LookupKVRequest(conversation_id=""), grpc.StatusCode.INVALID_ARGUMENT),
     ("LookupKV", kvstore_pb2.LookupKVRequest(conversation_id="nope"), grpc.StatusCode.NOT_FOUND),
     ("TouchKV", kvstore_pb2.TouchKVRequest(conversation_id=""), grpc.StatusCode.INVALID_ARGUMENT),
     ("TouchKV", kvstore_pb2.TouchKVRequest(conversation_id="nope"), grpc.StatusCode.NOT_FOUND),
-    ("EvictKV", kvstore_pb2.EvictKVRequest(conversation_id="", worker_id="w1"), grpc.StatusCode.INVALID_ARGUMENT),
-    ("EvictKV", kvstore_pb2.EvictKVRequest(conversation_id="c1", worker_id=""), grpc.StatusCode.INVALID_ARGUMENT),
-    ("GetWorkerSnapshot", kvstore_pb2.GetWorkerSnapshotRequest(worker_id=""), grpc.StatusCode.INVALID_ARGUMENT),
-    ("GetWorkerSnapshot", kvstore_pb2.GetWorkerSnapshotRequest(worker_id="nope"), grpc.StatusCode.NOT_FOUND),
+    (
+        "EvictKV",
+        kvstore_pb2.EvictKVRequest(conversation_id="", worker_id="w1"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "EvictKV",
+        kvstore_pb2.EvictKVRequest(conversation_id="c1", worker_id=""),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "GetWorkerSnapshot",
+        kvstore_pb2.GetWorkerSnapshotRequest(worker_id=""),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "GetWorkerSnapshot",
+        kvstore_pb2.GetWorkerSnapshotRequest(worker_id="nope"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
 ]
 
 

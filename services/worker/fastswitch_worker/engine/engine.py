@@ -219,9 +219,13 @@ class Engine:
             self.counters.num_swap_ins += 1
 
     def _wait(self, job: CopyJob) -> None:
+        """Wait for a copy on the engine thread; the time counts as stall. A synchronous
+        (baseline) copy already ran on this thread inside submit(): all of it was stall."""
         start = time.perf_counter()
         job.wait()
         stall_ms = (time.perf_counter() - start) * 1e3
+        if not self.swapper.is_async:
+            stall_ms += job.copy_ms
         self.counters.stall_ms += stall_ms
         self.counters.stall_samples_ms.append(stall_ms)
 

@@ -9,6 +9,9 @@
   model, while hidden 256, a 512-wide MLP and a 512-token vocabulary keep a forward pass cheap
   enough for a 2-core CPU. Its 8 query heads of dim 128 project 256 -> 1024 and back (head_dim
   need not be hidden / heads). Weights default to bf16 so "auto" gives the 128 KiB/token cache.
+- "bench-8b-kv-cpu": the same 128 KiB of KV per token for CPU runs, as 16 layers in fp32
+  (CPUs compute bf16 several times slower than fp32, and halving the layers halves the
+  compute while the bytes a context switch moves stay those of Llama-3-8B).
 """
 
 from __future__ import annotations
@@ -73,6 +76,22 @@ PRESETS: MappingProxyType[str, ModelConfig] = MappingProxyType(
             bos_token_id=_BYTE_BOS_ID,
             eos_token_ids=(_BYTE_EOS_ID,),
             torch_dtype=torch.bfloat16,
+        ),
+        "bench-8b-kv-cpu": ModelConfig(
+            architecture="llama",
+            vocab_size=512,
+            hidden_size=256,
+            intermediate_size=512,
+            num_layers=16,
+            num_attention_heads=8,
+            num_kv_heads=8,
+            head_dim=128,
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            max_position_embeddings=8192,
+            bos_token_id=_BYTE_BOS_ID,
+            eos_token_ids=(_BYTE_EOS_ID,),
+            torch_dtype=torch.float32,
         ),
     }
 )

@@ -1,0 +1,209 @@
+"""Engine step time of a decoding batch while another request's KV swaps, by configuration:
+
+  no_swap              the batch decodes; the big request sits on the GPU, never switched;
+  fastswitch           the big request is preempted and resumed back to back: block-group
+                       copies on the Swapper's threads overlap the batch's steps (KV reuse
+                       switched off through KVLayout, so every swap-out moves all its bytes,
+                       as the baseline's do);
+  fastswitch_reuse     the same with KV reuse on (the engine default): a swap-out after a
+                       swap-in copies only what changed, i.e. almost nothing here;
+  baseline             vLLM v0: per-block x layer x K/V copies, synchronous before the
+                       forward pass, so a step stalls for the whole copy.
+
+The big request never computes while measured: it sits last in the running list and, once set
+up, max_num_seqs and the token budget both equal the batch size (the budget is lowered after
+setup, see build()), so every configuration computes exactly the same batch and only the
+copies differ. Compute threads are set explicitly and equal in all configurations.
+
+Model: preset "bench-8b-kv" (Llama-3-8B's KV, 128 KiB/token in bf16, with a small MLP and
+hidden size so a step is affordable on a CPU); --quick uses an 8-layer variant. bf16 keeps the
+KV bytes per token those of Llama-3-8B; fp32 would double every copy.
+
+    python benchmarks/overlap.py --quick
+    python benchmarks/overlap.py --out benchmarks/results/overlap_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from _common import (
+    RESULTS_DIR,
+    dummy_model_dir,
+    finish_record,
+    print_table,
+    run_record,
+    set_threads,
+    summarize_ms,
+    write_json,
+)
+
+from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.engine.engine import Engine
+from fastswitch_worker.engine.kv_manager import SwapDirection
+from fastswitch_worker.engine.sequence import RequestStatus, StopConditions
+
+BIG = "big"
+# (name, engine mode, KV reuse, switch the big request)
+CONFIGS = (("no_swap", "fastswitch", True, False), ("fastswitch", "fastswitch", False, True),
+           ("fastswitch_reuse", "fastswitch", True, True), ("baseline", "baseline", False, True))
+QUICK_MODEL_FIELDS = dict(vocab_size=512, hidden_size=256, intermediate_size=512,
+                          num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
+                          head_dim=128, torch_dtype="bfloat16")
+
+
+def prompt(index: int, num_tokens: int) -> list[int]:
+    return [1 + (index * 37 + i * 11) % 250 for i in range(num_tokens)]
+
+
+def settle(engine: Engine) -> None:
+    """Step until the big request has no copy in flight. Mutates engine."""
+    while engine.requests[BIG].status in (RequestStatus.SWAPPING_OUT, RequestStatus.SWAPPING_IN):
+        engine.step()
+    engine.drain_copies()
+
+
+def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
+          num_threads: int) -> Engine:
+    """An engine whose running list is [batch..., big]: big prefilled, switched once so that
+    it sits last, and starved by max_num_seqs = batch size."""
+    engine = Engine(EngineConfig(
+        model=model, load_format="dummy", device="cpu", dtype="bfloat16", mode=mode,
+        block_size=16, kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.kv_cache_bytes,
+        max_num_batched_tokens=max(args.big_len, 512), max_num_seqs=args.batch_size,
+        num_compute_threads=num_threads))
+    if not is_reuse:
+        engine.kv.layout = dataclasses.replace(engine.kv.layout, is_reuse=False)
+    max_tokens = args.num_steps + 64
+    engine.add_request(BIG, prompt(99, args.big_len),
+                       stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
+    engine.step()  # prefills the big request in one chunk
+    engine.preempt(BIG)
+    engine.step()
+    settle(engine)
+    for i in range(args.batch_size):
+        engine.add_request(f"r{i}", prompt(i, args.prompt_len),
+                           stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
+    engine.resume(BIG)
+    for _ in range(4):  # the batch prefills, the big request comes back (last in line)
+        engine.step()
+    settle(engine)
+    assert engine.requests[BIG].status is RequestStatus.RUNNING
+    # From now on the batch's decodes fill the token budget exactly: a blocking swap-in
+    # (baseline) would otherwise pull the big request into the batch past max_num_seqs.
+    engine.scheduler.limits = dataclasses.replace(engine.scheduler.limits,
+                                                  max_num_batched_tokens=args.batch_size)
+    return engine
+
+
+def measure(engine: Engine, *, num_steps: int, is_switching: bool) -> dict[str, object]:
+    """Step num_steps times; with switching, preempt the big request whenever it runs and
+    resume it whenever it is swapped out. Returns per-step times, split by copy activity."""
+    big = engine.requests[BIG]
+    totals = engine.swapper.totals
+    start_bytes = {d: totals[d].num_bytes for d in SwapDirection}
+    start_swaps = (engine.counters.num_swap_outs, engine.counters.num_swap_ins)
+    all_ms: list[float] = []
+    swap_ms: list[float] = []
+    stall_ms = 0.0
+    num_big_computed = 0
+    start = time.perf_counter()
+    for _ in range(num_steps):
+        is_copying = big.status in (RequestStatus.SWAPPING_OUT, RequestStatus.SWAPPING_IN)
+        if is_switching and big.status is RequestStatus.RUNNING:
+            engine.preempt(BIG)
+            is_copying = True
+        elif is_switching and big.status is RequestStatus.SWAPPED:
+            engine.resume(BIG)
+            is_copying = True
+        step_start = time.perf_counter()
+        result = engine.step()
+        step_ms = (time.perf_counter() - step_start) * 1e3
+        stall_ms += result.stall_ms
+        num_big_computed += sum(o.request_id == BIG for o in result.outputs)
+        all_ms.append(step_ms)
+        if is_copying:
+            swap_ms.append(step_ms)
+    elapsed_s = time.perf_counter() - start
+    engine.drain_copies()
+    moved = {d.value: totals[d].num_bytes - start_bytes[d] for d in SwapDirection}
+    return {
+        "step_ms": summarize_ms(all_ms),
+        "step_ms_with_copy": summarize_ms(swap_ms) if swap_ms else None,
+        "step_ms_samples": [round(ms, 3) for ms in all_ms],
+        "elapsed_s": elapsed_s,
+        "num_swap_outs": engine.counters.num_swap_outs - start_swaps[0],
+        "num_swap_ins": engine.counters.num_swap_ins - start_swaps[1],
+        "swapped_bytes": moved,
+        "swap_gb_per_s_of_wall_time": sum(moved.values()) / elapsed_s / 1e9,
+        "engine_reported_stall_ms": stall_ms,
+        "num_big_request_tokens_computed": num_big_computed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="8-layer variant, short run")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="compute threads in every configuration (copies use their own)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--prompt-len", type=int, default=64)
+    parser.add_argument("--big-len", type=int, default=None, help="default 2048 (quick 512)")
+    parser.add_argument("--num-steps", type=int, default=None, help="default 120 (quick 16)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "overlap_cpu.json")
+    args = parser.parse_args()
+    args.big_len = args.big_len or (512 if args.quick else 2048)
+    args.num_steps = args.num_steps or (16 if args.quick else 120)
+    args.kv_cache_bytes = (128 if args.quick else 768) << 20  # each pool; room for all tokens
+    num_threads = set_threads(args.threads)
+    record = run_record(num_threads=num_threads, is_quick=args.quick)
+    results: dict[str, dict[str, object]] = {}
+    with ExitStack() as stack:
+        model = (stack.enter_context(dummy_model_dir(**QUICK_MODEL_FIELDS)) if args.quick
+                 else "bench-8b-kv")
+        for name, mode, is_reuse, is_switching in CONFIGS:
+            engine = build(model, mode, is_reuse, args, num_threads)
+            results[name] = measure(engine, num_steps=args.num_steps, is_switching=is_switching)
+            results[name]["kv_bytes_per_token"] = engine.block_bytes // engine.block_size
+            assert results[name]["num_big_request_tokens_computed"] == 0
+            engine.close()
+            del engine
+            gc.collect()
+    finish_record(record)
+    reference = results["no_swap"]["step_ms"]
+    rows = []
+    for name, figures in results.items():
+        for column in ("step_ms", "step_ms_with_copy"):
+            summary = figures[column]
+            if summary is None:
+                continue
+            figures[f"{column}_ratio_to_no_swap"] = {
+                key: summary[key] / reference[key] for key in ("mean", "p50", "p99")}
+            rows.append([name, column, summary["num_samples"], summary["mean"], summary["p50"],
+                         summary["p99"], summary["mean"] / reference["mean"],
+                         figures["num_swap_outs"]])
+    print_table(["config", "steps", "n", "mean ms", "p50 ms", "p99 ms", "mean / no_swap",
+                 "swap-outs"], rows)
+    write_json(args.out, {
+        "benchmark": "overlap",
+        "run": record,
+        "settings": {"model": "8-layer bench-8b-kv variant" if args.quick else "bench-8b-kv",
+                     "dtype": "bfloat16", "block_size": 16, "num_compute_threads": num_threads,
+                     "num_copy_threads_fastswitch": "1 per direction (Swapper)",
+                     "batch_size": args.batch_size, "prompt_len": args.prompt_len,
+                     "big_request_tokens": args.big_len, "num_steps": args.num_steps,
+                     "configs": {c[0]: {"mode": c[1], "is_reuse": c[2], "is_switching": c[3]}
+                                 for c in CONFIGS},
+                     "step_ms_with_copy": "steps that start a swap or run while one is in "
+                                          "flight (baseline: the steps that copy)"},
+        "results": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

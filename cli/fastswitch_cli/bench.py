@@ -1,0 +1,140 @@
+"""`fastswitch bench`: one multi-tenant, multi-turn workload replayed against the vLLM-style
+baseline and against FastSwitch, each on its own local stack (or on given schedulers), then
+one report: tail latency, throughput, context switches and fairness side by side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from fastswitch import logs
+from fastswitch_bench.collect import SwapPoller, config_result
+from fastswitch_bench.machine import machine_description
+from fastswitch_bench.replay import replay, tenant_token
+from fastswitch_bench.report import summary_table, write_report
+from fastswitch_bench.sharegpt import load_sharegpt
+from fastswitch_bench.workload import TenantSpec, Workload, synthesize
+from fastswitch_cli.local_stack import local_stack
+from fastswitch_scheduler.config import POLICIES, SchedulerConfig
+from fastswitch_worker.engine.config import EngineConfig, SwitchMode
+from fastswitch_worker.engine.presets import get_preset
+
+TENANTS = (TenantSpec("alpha", 1.0, 0.5), TenantSpec("beta", 1.0, 0.3), TenantSpec("gamma", 2.0, 0.2))
+MODES = (SwitchMode.BASELINE, SwitchMode.FASTSWITCH)
+
+
+@dataclass(frozen=True)
+class Scale:
+    num_conversations: int
+    arrival_rate_per_s: float
+    length_scale: float
+    mean_think_time_s: float
+    max_context_tokens: int
+    kv_cache_bytes: int
+    host_kv_bytes: int
+
+
+QUICK = Scale(16, 2.0, 0.2, 0.5, 640, 96 << 20, 2 << 30)
+FULL = Scale(120, 1.0, 0.5, 2.0, 2048, 256 << 20, 6 << 30)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small run (< 3 min on 2 CPU cores)")
+    parser.add_argument("--out", default="bench-report", help="report directory")
+    parser.add_argument("--model", default=None,
+                        help="preset or checkpoint (default: bench-8b-kv on CUDA, bench-8b-kv-cpu on CPU)")
+    parser.add_argument("--sharegpt", default="", help="ShareGPT JSON file to replay instead of synthetic")
+    parser.add_argument("--num-conversations", type=int, default=None)
+    parser.add_argument("--rate", type=float, default=None, help="conversation arrivals per second")
+    parser.add_argument("--policy", default="trace", choices=POLICIES)
+    parser.add_argument("--pattern", default="markov", choices=["random", "markov"])
+    parser.add_argument("--update-probability", type=float, default=0.04,
+                        help="per-tick priority change probability (trace policy)")
+    parser.add_argument("--tick-ms", type=float, default=20.0)
+    parser.add_argument("--kv-cache-bytes", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--addr", action="append", default=[], metavar="MODE=HOST:PORT",
+                        help="use running schedulers instead of local stacks "
+                             "(give baseline=... and fastswitch=...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure("warning", service="bench")
+    scale = QUICK if args.quick else FULL
+    model = args.model or ("bench-8b-kv" if torch.cuda.is_available() else "bench-8b-kv-cpu")
+    vocab_size = get_preset(model).vocab_size if not os.path.isdir(model) else 0
+    workload = _workload(args, scale)
+    targets = dict(a.split("=", 1) for a in args.addr)
+    if targets and set(targets) != {m.value for m in MODES}:
+        print("--addr needs baseline=HOST:PORT and fastswitch=HOST:PORT", file=sys.stderr)
+        return 2
+    results = []
+    for mode in MODES:
+        print(f"== {mode.value}: {len(workload.conversations)} conversations", flush=True)
+        results.append(asyncio.run(_run_config(args, scale, model, vocab_size, workload, mode,
+                                               targets.get(mode.value))))
+    files = write_report(args.out, results, command=shlex.join(["fastswitch", *sys.argv[1:]]),
+                         machine=machine_description(), workload=workload.summary())
+    print(summary_table(results))
+    print(f"\nreport: {files.markdown_path}  (json: {files.json_path}; plots: "
+          f"{', '.join(p.name for p in files.plot_paths)})")
+    return 0
+
+
+def _workload(args: argparse.Namespace, scale: Scale) -> Workload:
+    num_conversations = args.num_conversations or scale.num_conversations
+    rate = args.rate or scale.arrival_rate_per_s
+    if args.sharegpt:
+        return load_sharegpt(args.sharegpt, tenants=TENANTS, arrival_rate_per_s=rate,
+                             seed=args.seed, max_conversations=num_conversations,
+                             max_context_tokens=scale.max_context_tokens)
+    return synthesize(num_conversations=num_conversations, arrival_rate_per_s=rate,
+                      tenants=TENANTS, seed=args.seed, length_scale=scale.length_scale,
+                      mean_think_time_s=scale.mean_think_time_s,
+                      max_context_tokens=scale.max_context_tokens)
+
+
+async def _run_config(args, scale: Scale, model: str, vocab_size: int, workload: Workload,
+                      mode: SwitchMode, address: str | None):
+    engine = EngineConfig(model=model, mode=mode, block_size=16,
+                          kv_cache_bytes=args.kv_cache_bytes or scale.kv_cache_bytes,
+                          host_kv_bytes=scale.host_kv_bytes, max_num_batched_tokens=256,
+                          seed=args.seed)
+    scheduler = SchedulerConfig(listen="127.0.0.1:0", model=model, policy=args.policy,
+                                tick_ms=args.tick_ms, trace_pattern=args.pattern,
+                                trace_update_probability=args.update_probability,
+                                trace_seed=args.seed)
+    settings = {"mode": mode.value, "model": model, "block_size": engine.block_size_for_mode,
+                "policy": args.policy, "kv_cache_bytes": engine.kv_cache_bytes,
+                "host_kv_bytes": engine.host_kv_bytes}
+    if address is not None:
+        return await _measure(address, workload, vocab_size, args.seed, mode.value, settings)
+    tenants = {"tokens": {tenant_token(t.name): t.name for t in TENANTS},
+               "weights": {t.name: t.weight for t in TENANTS}, "admins": [TENANTS[0].name]}
+    async with local_stack(engine=engine, scheduler=scheduler, tenants=tenants,
+                           redis_url=os.environ.get("REDIS_URL")) as stack:
+        vocab_size = vocab_size or stack.scheduler.core.vocab_size
+        return await _measure(stack.address, workload, vocab_size, args.seed, mode.value, settings)
+
+
+async def _measure(address: str, workload: Workload, vocab_size: int, seed: int, name: str,
+                   settings: dict):
+    poller = SwapPoller(address, TENANTS[0].name)
+    stop = asyncio.Event()
+    polling = asyncio.create_task(poller.run(stop))
+    total_turns = sum(len(c.turns) for c in workload.conversations)
+    with tqdm(total=total_turns, desc=name, unit="turn", file=sys.stderr) as progress:
+        log = await replay(workload, address, vocab_size=vocab_size, seed=seed,
+                           on_turn_done=lambda: progress.update(1))
+    stop.set()
+    await polling
+    return config_result(name, log, weights={t.name: t.weight for t in TENANTS},
+                         swaps=poller.latest, bandwidth=poller.bandwidth_gb_per_s(),
+                         settings=settings)

@@ -1,0 +1,206 @@
+"""The Helm chart, rendered and linted by Helm's own engine, checked by kubernetes-validate."""
+
+from __future__ import annotations
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from fastswitch_operator.spec import Images, parse_spec
+
+KUBE_VERSION = "1.30.0"
+SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance",
+                 "app.kubernetes.io/component"}
+RECOMMENDED_KEYS = SELECTOR_KEYS | {"app.kubernetes.io/version", "app.kubernetes.io/part-of",
+                                    "app.kubernetes.io/managed-by", "helm.sh/chart"}
+NON_DEFAULT = {
+    "fullnameOverride": "fastswitch",
+    "operator": {
+        "image": {"repository": "registry.example/fastswitch/operator", "tag": "0.2.0",
+                  "pullPolicy": "Always"},
+        "imagePullSecrets": ["registry"],
+        "watchNamespaces": ["team-a", "team-b"],
+        "logLevel": "debug",
+        "healthPort": 9090,
+        "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "pool", "operator": "In", "values": ["system"]}]}]}}},
+        "podAnnotations": {"example.com/team": "ml"},
+        "priorityClassName": "system-cluster-critical",
+        "serviceAccount": {"create": True, "name": "fs-operator",
+                           "annotations": {"example.com/role": "operator"}},
+    },
+    "images": {"worker": {"repository": "registry.example/fastswitch/worker", "tag": "cu12"},
+               "pullPolicy": "Always", "pullSecrets": ["registry", "mirror"]},
+    "exampleCluster": {"enabled": True, "name": "smoke", "spec": {
+        "model": {"preset": "tiny"},
+        "workers": {"replicas": 2, "gpus": 0, "hostSwapBytes": "256Mi"},
+        "scheduler": {"policy": "fcfs"},
+    }},
+}
+
+
+def operator_deployment(manifests):
+    (deployment,) = manifests["operator-deployment.yaml"]
+    return deployment
+
+
+def operator_args(manifests):
+    return operator_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def operator_env(manifests):
+    container = operator_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def all_docs(manifests):
+    return [doc for docs in manifests.values() for doc in docs]
+
+
+@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+def test_every_manifest_validates_strictly(render, validate_cluster, values):
+    for doc in all_docs(render(values)):
+        if doc["kind"] == "FastSwitchCluster":
+            validate_cluster(doc)
+        else:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+def test_helm_lint_strict_is_clean(chart_dir, values):
+    report = helm.lint(chart_dir, values, strict=True, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_one_resource_kind_per_template_named_after_it(render):
+    for template, docs in render(NON_DEFAULT).items():
+        kinds = {doc["kind"] for doc in docs}
+        assert len(kinds) == 1, template
+        component, kind_part = template.removesuffix(".yaml").split("-", 1)
+        assert kind_part == next(iter(kinds)).lower(), template
+
+
+def test_default_install_is_the_operator_with_cluster_wide_rbac(render):
+    manifests = render()
+    assert {doc["kind"] for doc in all_docs(manifests)} == {
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    assert operator_args(manifests)[:3] == ["run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert "--all-namespaces" in operator_args(manifests)
+    assert operator_args(manifests)[-2:] == ["-m", "fastswitch_operator.handlers"]
+    env = operator_env(manifests)
+    assert env["FASTSWITCH_WORKER_IMAGE"] == "fastswitch/worker:0.1.0"
+    assert env["FASTSWITCH_REDIS_IMAGE"] == "redis:7.4-alpine"
+    image = operator_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "fastswitch/operator:0.1.0"
+
+
+def test_watched_namespaces_get_roles_and_nothing_cluster_wide(render):
+    manifests = render(NON_DEFAULT)
+    kinds = {doc["kind"] for doc in all_docs(manifests)}
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    roles = manifests["operator-role.yaml"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
+    bindings = manifests["operator-rolebinding.yaml"]
+    assert [b["subjects"][0] for b in bindings] == [
+        {"kind": "ServiceAccount", "name": "fs-operator", "namespace": "fastswitch-system"}] * 2
+    args = operator_args(manifests)
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_non_default_values_reach_the_operator(render):
+    manifests = render(NON_DEFAULT)
+    pod = operator_deployment(manifests)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/fastswitch/operator:0.2.0"
+    assert container["imagePullPolicy"] == "Always"
+    assert "--debug" in container["args"]
+    assert "--liveness=http://0.0.0.0:9090/healthz" in container["args"]
+    assert container["ports"] == [{"name": "health", "containerPort": 9090, "protocol": "TCP"}]
+    assert pod["serviceAccountName"] == "fs-operator"
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert operator_deployment(manifests)["metadata"]["name"] == "fastswitch-operator"
+    env = operator_env(manifests)
+    assert env["FASTSWITCH_WORKER_IMAGE"] == "registry.example/fastswitch/worker:cu12"
+    assert env["FASTSWITCH_SCHEDULER_IMAGE"] == "fastswitch/scheduler:0.1.0"
+    assert env["FASTSWITCH_IMAGE_PULL_SECRETS"] == "registry,mirror"
+
+
+def test_example_cluster_is_a_valid_cluster_the_operator_accepts(render, validate_cluster):
+    (cluster,) = render(NON_DEFAULT)["example-fastswitchcluster.yaml"]
+    validate_cluster(cluster)
+    parsed = parse_spec(cluster["metadata"]["name"], cluster["metadata"]["namespace"],
+                        cluster["spec"], Images("w", "s", "k", "r", "IfNotPresent", ()))
+    assert parsed.workers.replicas == 2 and parsed.scheduler.policy == "fcfs"
+    assert "example-fastswitchcluster.yaml" not in render()
+
+
+def test_existing_service_account_is_used_as_is(render):
+    manifests = render({"operator": {"serviceAccount": {"create": False, "name": "ops"}}})
+    assert "operator-serviceaccount.yaml" not in manifests
+    assert operator_deployment(manifests)["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_labels_are_recommended_and_selectors_minimal(render):
+    for doc in all_docs(render(NON_DEFAULT)):
+        assert RECOMMENDED_KEYS <= set(doc["metadata"]["labels"]), doc["kind"]
+    deployment = operator_deployment(render())
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert set(selector) == SELECTOR_KEYS
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_rbac_is_least_privilege(render):
+    (role,) = render()["operator-clusterrole.yaml"]
+    granted = {(group, resource): set(rule["verbs"])
+               for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"]}
+    assert not any("*" in key or "*" in verbs for key, verbs in granted.items())
+    resources = {resource for _, resource in granted}
+    assert not resources & {"secrets", "pods", "customresourcedefinitions", "namespaces"}
+    assert granted["fastswitch.io", "fastswitchclusters"] == {"get", "list", "watch", "patch"}
+    assert granted["fastswitch.io", "fastswitchclusters/status"] == {"get", "patch"}
+    assert "delete" not in granted["fastswitch.io", "fastswitchclusters"]
+    assert granted["", "persistentvolumeclaims"] == {"get"}
+
+
+def test_operator_runs_unprivileged_and_is_probed(render):
+    pod = operator_deployment(render())["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+@pytest.mark.parametrize("values", [
+    {"replicas": 2},
+    {"operator": {"logLevel": "chatty"}},
+    {"operator": {"watchNamespaces": ["Team_A"]}},
+    {"operator": {"healthPort": "8080"}},
+    {"operator": {"image": {"tag": "latest", "registry": "x"}}},
+    {"images": {"pullPolicy": "Sometimes"}},
+    {"exampleCluster": {"enabled": "yes"}},
+    {"exampleCluster": {"name": "a-name-that-is-far-too-long-for-its-children-names"}},
+    {"exampleCluster": {"spec": "tiny"}},
+], ids=lambda v: str(v)[:60])
+def test_values_outside_the_schema_are_rejected(chart, values):
+    with pytest.raises(helm.HelmValuesError, match="don't meet the specifications of the schema"):
+        chart.render(values, name="fs", namespace="fastswitch-system")
+
+
+def test_notes_tell_the_user_what_to_do_next(chart):
+    notes = chart.render({}, name="fs", namespace="fastswitch-system")["fastswitch/templates/NOTES.txt"]
+    assert "kubectl get fsc demo -w" in notes
+    assert "kubectl scale fsc/demo --replicas=2" in notes
+    assert "fastswitch generate --addr 127.0.0.1:50051" in notes
+    example = chart.render({"exampleCluster": {"enabled": True, "name": "smoke"}}, name="fs",
+                           namespace="ml")["fastswitch/templates/NOTES.txt"]
+    assert "kubectl -n ml get fsc smoke -w" in example
