@@ -9,6 +9,7 @@ import kmock
 from kubernetes import client
 
 from fastswitch_operator import names
+from fastswitch_operator.handlers import backoff_seconds
 
 CLUSTERS = f"{names.API_VERSION}/{names.PLURAL}"
 GVP = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
@@ -171,3 +172,8 @@ async def test_a_restarted_operator_reconciles_without_writing(api_server, names
                if w.resource.group != "" or w.resource.plural != "events"]
     assert resumed == []
 
+
+
+def test_waiting_backs_off_to_a_minute():
+    assert [backoff_seconds(retry) for retry in range(6)] == [10, 20, 40, 60, 60, 60]
+    assert backoff_seconds(1000) == 60

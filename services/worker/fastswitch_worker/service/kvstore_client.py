@@ -25,16 +25,24 @@ class KVStoreClient:
         self.incarnation = uuid.uuid4().hex
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = kvstore_pb2_grpc.KVStoreStub(self._channel)
+        self.capacity_bytes = 1
+        self.is_registered = False
 
-    async def register(self, capacity_bytes: int) -> None:
+    async def register(self, capacity_bytes: int) -> bool:
+        """Announce this incarnation (drops entries of a previous one). Retried by publish()
+        when the kvstore was not reachable yet or lost the registration."""
+        self.capacity_bytes = max(1, capacity_bytes)
         try:
             response = await self._stub.RegisterWorker(kvstore_pb2.RegisterWorkerRequest(
                 worker_id=self.worker_id, incarnation=self.incarnation,
-                capacity_bytes=capacity_bytes, address=self.advertise_address),
+                capacity_bytes=self.capacity_bytes, address=self.advertise_address),
                 timeout=RPC_TIMEOUT_S)
             log.info("registered with kvstore", extra={"dropped": response.num_dropped_entries})
+            self.is_registered = True
         except grpc.aio.AioRpcError as exc:
             log.warning("kvstore register failed", extra={"code": exc.code().name})
+            self.is_registered = False
+        return self.is_registered
 
     async def publish(self, entry: worker_pb2.KVPublish) -> list[str]:
         """Returns the conversations the kvstore asks this worker to evict (LRU)."""
@@ -42,12 +50,19 @@ class KVStoreClient:
             conversation_id=entry.conversation_id, worker_id=self.worker_id,
             num_tokens=entry.num_tokens, prefix_hash=entry.prefix_hash,
             num_bytes=entry.num_bytes, last_used_unix_ms=int(time.time() * 1e3)))
-        try:
-            response = await self._stub.PublishKV(request, timeout=RPC_TIMEOUT_S)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("kvstore publish failed", extra={"code": exc.code().name})
-            return []
-        return list(response.evict_conversation_ids)
+        for attempt in range(2):
+            if not self.is_registered and not await self.register(self.capacity_bytes):
+                return []
+            try:
+                response = await self._stub.PublishKV(request, timeout=RPC_TIMEOUT_S)
+                return list(response.evict_conversation_ids)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and attempt == 0:
+                    self.is_registered = False  # the kvstore forgot us: register, try again
+                    continue
+                log.warning("kvstore publish failed", extra={"code": exc.code().name})
+                return []
+        return []
 
     async def evict(self, conversation_id: str) -> None:
         try:
