@@ -24,11 +24,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 NOT_BUILT_EXIT_CODE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Only the chosen subcommand's module is imported: a slim image (scheduler, kvstore)
+    runs its own subcommand without torch, and `--help` stays fast."""
     parser = argparse.ArgumentParser(prog="fastswitch", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name != chosen:
+            continue
         module = _load(module_name)
         if module is None:
             sub_parser.set_defaults(run=_not_built(name))
@@ -61,7 +65,9 @@ def _not_built(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(chosen).parse_args(argv)
     return int(args.run(args) or 0)
 
 

@@ -29,3 +29,10 @@ def test_unbuilt_subcommand_says_so_and_fails(monkeypatch, capsys) -> None:
     monkeypatch.setitem(cli.SUBCOMMANDS, "later", ("fastswitch_cli.not_a_module", "later"))
     assert cli.main(["later"]) == cli.NOT_BUILT_EXIT_CODE
     assert "not built yet" in capsys.readouterr().err
+
+
+def test_a_slim_subcommand_does_not_import_torch() -> None:
+    code = ("import sys; from fastswitch_cli import main as m; m.build_parser('kvstore'); "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

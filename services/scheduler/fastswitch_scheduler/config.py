@@ -13,7 +13,10 @@ DEFAULT_PORT = 50051
 @dataclass(frozen=True)
 class SchedulerConfig:
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
-    workers: tuple[str, ...] = ()  # worker addresses host:port
+    # Worker targets host:port; a name resolving to several addresses (a headless Service)
+    # means one worker per address, re-resolved every discovery_interval_s.
+    workers: tuple[str, ...] = ()
+    discovery_interval_s: float = 5.0
     kvstore_addr: str = ""
     model: str = "tiny"  # for the tokenizer: a checkpoint directory (tokenizer.json) or preset
     policy: str = "vtc"

@@ -15,6 +15,7 @@ import grpc
 from fastswitch.tokenizer import IncrementalDetokenizer, Tokenizer, load_tokenizer
 from fastswitch.v1 import common_pb2, scheduler_pb2, worker_pb2
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_scheduler.discovery import resolve_targets
 from fastswitch_scheduler.kv_lookup import KVLookup
 from fastswitch_scheduler.policy import PolicyParams, order_key, plan_worker, select_running
 from fastswitch_scheduler.priority_trace import PriorityTrace
@@ -35,9 +36,7 @@ class SchedulerCore:
         self.trace = PriorityTrace(pattern=config.trace_pattern,
                                    update_probability=config.trace_update_probability,
                                    num_levels=config.trace_num_levels, seed=config.trace_seed)
-        self.links = {address: WorkerLink(address, on_ready=self._on_ready,
-                                          on_event=self._on_event, on_lost=self._on_lost)
-                      for address in config.workers}
+        self.links: dict[str, WorkerLink] = {}
         self.kv_lookup = KVLookup(config.kvstore_addr) if config.kvstore_addr else None
         self.requests: dict[str, ClusterRequest] = {}
         self.tokenizer: Tokenizer | None = None
@@ -46,17 +45,41 @@ class SchedulerCore:
         self.num_ticks = 0
         self.last_tick_ms = 0.0
         self._ids = itertools.count()
-        self._tick_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        for link in self.links.values():
+        await self.discover()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_forever()),
+                       loop.create_task(self._discover_forever())]
+
+    async def discover(self) -> None:
+        """Mutates: one link per address the worker targets resolve to now."""
+        addresses = await resolve_targets(self.config.workers)
+        for address in addresses - set(self.links):
+            link = WorkerLink(address, on_ready=self._on_ready, on_event=self._on_event,
+                              on_lost=self._on_lost)
+            self.links[address] = link
             link.start()
-        self._tick_task = asyncio.get_running_loop().create_task(self._tick_forever())
+        for address in set(self.links) - addresses:
+            link = self.links.pop(address)
+            await link.stop()
+            if link.is_ready:
+                link.is_ready = False
+                await self._on_lost(link)
+
+    async def _discover_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.discovery_interval_s)
+            try:
+                await self.discover()
+            except Exception:
+                log.exception("worker discovery failed")
 
     async def stop(self) -> None:
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         for request in list(self.requests.values()):
             self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, "scheduler is shutting down"))
         for link in self.links.values():

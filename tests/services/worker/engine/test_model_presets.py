@@ -43,4 +43,9 @@ def test_tiny_preset_vocabulary_fits_the_byte_tokenizer() -> None:
 def test_unknown_preset_names_the_known_ones() -> None:
     with pytest.raises(ModelConfigError, match="tiny"):
         get_preset("llama-70b")
-    assert set(preset_names()) == {"tiny", "llama3-8b", "bench-8b-kv"}
+    assert set(preset_names()) == {"tiny", "llama3-8b", "bench-8b-kv", "bench-8b-kv-cpu"}
+
+
+def test_the_cpu_bench_preset_moves_llama3_8b_kv_bytes_per_token() -> None:
+    cpu, real = get_preset("bench-8b-kv-cpu"), get_preset("llama3-8b")
+    assert cpu.kv_bytes_per_token(cpu.torch_dtype) == real.kv_bytes_per_token(real.torch_dtype)
