@@ -96,6 +96,13 @@ def measure_decode(engine: Engine, *, batch_size: int, prompt_len: int, num_warm
             "context_len_end": prompt_len + num_warmup_steps + num_steps + 1}
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median tokens/s, plus every run's tokens/s."""
+    ordered = sorted(runs, key=lambda run: run["tokens_per_s"])
+    return {**ordered[len(ordered) // 2],
+            "tokens_per_s_all_repeats": [run["tokens_per_s"] for run in runs]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, fewer sizes (seconds)")
@@ -107,6 +114,7 @@ def main() -> None:
     prompt_len = 64 if args.quick else 128
     decode_prompt_len = 32
     num_warmup_steps, num_steps = (2, 8) if args.quick else (5, 40)
+    num_repeats = 1 if args.quick else 3
     max_num_batched_tokens = 2048
     models = ("tiny",) if args.quick else ("tiny", "small-25m")
     record = run_record(num_threads=num_threads, is_quick=args.quick)
@@ -116,19 +124,33 @@ def main() -> None:
         if "small-25m" in models:
             model_paths["small-25m"] = stack.enter_context(dummy_model_dir(**SMALL_MODEL_FIELDS))
         for model in models:
-            for mode in MODES:
-                engine = make_engine(model_paths[model], mode, num_threads=num_threads,
-                                     max_num_batched_tokens=max_num_batched_tokens,
-                                     max_num_seqs=max(batch_sizes))
-                measure_prefill(engine, batch_size=1, prompt_len=prompt_len)  # warm-up
-                for batch_size in batch_sizes:
-                    prefill = measure_prefill(engine, batch_size=batch_size, prompt_len=prompt_len)
-                    decode = measure_decode(engine, batch_size=batch_size,
-                                            prompt_len=decode_prompt_len,
-                                            num_warmup_steps=num_warmup_steps, num_steps=num_steps)
+            # Both modes' engines side by side, measured in alternation, so drift and load
+            # from elsewhere fall on both alike; medians over repeats.
+            engines = {mode: make_engine(model_paths[model], mode, num_threads=num_threads,
+                                         max_num_batched_tokens=max_num_batched_tokens,
+                                         max_num_seqs=max(batch_sizes)) for mode in MODES}
+            for engine in engines.values():  # warm-up: first passes pay one-time costs
+                measure_prefill(engine, batch_size=max(batch_sizes), prompt_len=prompt_len)
+                measure_decode(engine, batch_size=max(batch_sizes), prompt_len=decode_prompt_len,
+                               num_warmup_steps=1, num_steps=2)
+            for batch_size in batch_sizes:
+                runs: dict[str, list[tuple[dict, dict]]] = {mode: [] for mode in MODES}
+                for _ in range(num_repeats):
+                    for mode, engine in engines.items():
+                        prefill = measure_prefill(engine, batch_size=batch_size,
+                                                  prompt_len=prompt_len)
+                        decode = measure_decode(engine, batch_size=batch_size,
+                                                prompt_len=decode_prompt_len,
+                                                num_warmup_steps=num_warmup_steps,
+                                                num_steps=num_steps)
+                        runs[mode].append((prefill, decode))
+                for mode in MODES:
                     rows.append({"model": model, "mode": mode, "batch_size": batch_size,
-                                 "prefill_prompt_len": prompt_len, "prefill": prefill,
-                                 "decode_prompt_len": decode_prompt_len, "decode": decode})
+                                 "prefill_prompt_len": prompt_len,
+                                 "prefill": median_run([r[0] for r in runs[mode]]),
+                                 "decode_prompt_len": decode_prompt_len,
+                                 "decode": median_run([r[1] for r in runs[mode]])})
+            for engine in engines.values():
                 engine.close()
     finish_record(record)
     print_table(
@@ -144,7 +166,8 @@ def main() -> None:
                      "models": {"tiny": "preset tiny (4 layers, hidden 128)",
                                 "small-25m": SMALL_MODEL_FIELDS},
                      "num_decode_warmup_steps": num_warmup_steps,
-                     "num_decode_steps": num_steps},
+                     "num_decode_steps": num_steps, "num_repeats": num_repeats,
+                     "figures": "median of the repeats by tokens/s"},
         "results": rows,
     })
 

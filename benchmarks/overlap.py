@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import os
 import time
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from _common import (
@@ -83,7 +83,7 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
         num_compute_threads=num_threads))
     if not is_reuse:
         engine.kv.layout = dataclasses.replace(engine.kv.layout, is_reuse=False)
-    max_tokens = args.num_steps + 64
+    max_tokens = args.max_tokens
     engine.add_request(BIG, prompt(99, args.big_len),
                        stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
     engine.step()  # prefills the big request in one chunk
@@ -105,17 +105,32 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
     return engine
 
 
-def measure(engine: Engine, *, num_steps: int, is_switching: bool) -> dict[str, object]:
+@dataclass
+class Samples:
+    """One configuration's measurements, pooled over rounds (mutated by measure_round)."""
+
+    step_ms: list[float] = field(default_factory=list)
+    copy_step_ms: list[float] = field(default_factory=list)  # a swap started or in flight
+    round_mean_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    stall_ms: float = 0.0  # as the engine reports it (StepResult.stall_ms)
+    num_swap_outs: int = 0
+    num_swap_ins: int = 0
+    swapped_bytes: dict[str, int] = field(default_factory=lambda: {"out": 0, "in": 0})
+    num_big_request_tokens_computed: int = 0
+    load_average_1_min: list[float] = field(default_factory=list)
+
+
+def measure_round(engine: Engine, samples: Samples, *, num_steps: int,
+                  is_switching: bool) -> None:
     """Step num_steps times; with switching, preempt the big request whenever it runs and
-    resume it whenever it is swapped out. Returns per-step times, split by copy activity."""
+    resume it whenever it is swapped out. Mutates engine and samples."""
     big = engine.requests[BIG]
     totals = engine.swapper.totals
     start_bytes = {d: totals[d].num_bytes for d in SwapDirection}
     start_swaps = (engine.counters.num_swap_outs, engine.counters.num_swap_ins)
-    all_ms: list[float] = []
-    swap_ms: list[float] = []
-    stall_ms = 0.0
-    num_big_computed = 0
+    samples.load_average_1_min.append(os.getloadavg()[0])
+    round_ms = []
     start = time.perf_counter()
     for _ in range(num_steps):
         is_copying = big.status in (RequestStatus.SWAPPING_OUT, RequestStatus.SWAPPING_IN)
@@ -128,81 +143,113 @@ def measure(engine: Engine, *, num_steps: int, is_switching: bool) -> dict[str, 
         step_start = time.perf_counter()
         result = engine.step()
         step_ms = (time.perf_counter() - step_start) * 1e3
-        stall_ms += result.stall_ms
-        num_big_computed += sum(o.request_id == BIG for o in result.outputs)
-        all_ms.append(step_ms)
+        samples.stall_ms += result.stall_ms
+        samples.num_big_request_tokens_computed += sum(o.request_id == BIG
+                                                       for o in result.outputs)
+        round_ms.append(step_ms)
         if is_copying:
-            swap_ms.append(step_ms)
-    elapsed_s = time.perf_counter() - start
-    engine.drain_copies()
-    moved = {d.value: totals[d].num_bytes - start_bytes[d] for d in SwapDirection}
-    return {
-        "step_ms": summarize_ms(all_ms),
-        "step_ms_with_copy": summarize_ms(swap_ms) if swap_ms else None,
-        "step_ms_samples": [round(ms, 3) for ms in all_ms],
-        "elapsed_s": elapsed_s,
-        "num_swap_outs": engine.counters.num_swap_outs - start_swaps[0],
-        "num_swap_ins": engine.counters.num_swap_ins - start_swaps[1],
-        "swapped_bytes": moved,
-        "swap_gb_per_s_of_wall_time": sum(moved.values()) / elapsed_s / 1e9,
-        "engine_reported_stall_ms": stall_ms,
-        "num_big_request_tokens_computed": num_big_computed,
-    }
+            samples.copy_step_ms.append(step_ms)
+    samples.elapsed_s += time.perf_counter() - start
+    engine.drain_copies()  # no copy of this round runs into another configuration's round
+    samples.step_ms.extend(round_ms)
+    samples.round_mean_ms.append(sum(round_ms) / len(round_ms))
+    samples.num_swap_outs += engine.counters.num_swap_outs - start_swaps[0]
+    samples.num_swap_ins += engine.counters.num_swap_ins - start_swaps[1]
+    for direction in SwapDirection:
+        samples.swapped_bytes[direction.value] += totals[direction].num_bytes - start_bytes[
+            direction]
+
+
+def report(samples: Samples, reference: Samples) -> dict[str, object]:
+    """Summaries and ratios to the no-swap reference (same rounds, same contexts)."""
+    figures: dict[str, object] = {}
+    for name, values in (("step_ms", samples.step_ms),
+                         ("step_ms_with_copy", samples.copy_step_ms)):
+        summary = summarize_ms(values) if values else None
+        figures[name] = summary
+        if summary is not None:
+            ref = summarize_ms(reference.step_ms)
+            figures[f"{name}_ratio_to_no_swap"] = {k: summary[k] / ref[k]
+                                                   for k in ("mean", "p50", "p99")}
+    num_swaps = samples.num_swap_outs + samples.num_swap_ins
+    # The time the switches added to the batch's steps, per swap (one direction, one request).
+    figures["added_ms_per_swap"] = ((sum(samples.step_ms) - sum(reference.step_ms)) / num_swaps
+                                    if num_swaps else None)
+    figures["round_mean_ratio_to_no_swap"] = [
+        m / r for m, r in zip(samples.round_mean_ms, reference.round_mean_ms, strict=True)]
+    record = asdict(samples)
+    record["step_ms_samples"] = [round(ms, 3) for ms in record.pop("step_ms")]
+    del record["copy_step_ms"]
+    record["swap_gb_per_s_of_wall_time"] = (sum(samples.swapped_bytes.values())
+                                            / samples.elapsed_s / 1e9)
+    return {**figures, **record}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8-layer variant, short run")
+    parser.add_argument("--quick", action="store_true", help="4-layer variant, short run")
     parser.add_argument("--threads", type=int, default=1,
                         help="compute threads in every configuration (copies use their own)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--big-len", type=int, default=None, help="default 2048 (quick 512)")
-    parser.add_argument("--num-steps", type=int, default=None, help="default 120 (quick 16)")
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="measured steps per configuration and round; default 60 (quick 12)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds over all configurations, order rotated; default 3 (quick 2)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "overlap_cpu.json")
     args = parser.parse_args()
     args.big_len = args.big_len or (512 if args.quick else 2048)
-    args.num_steps = args.num_steps or (16 if args.quick else 120)
-    args.kv_cache_bytes = (128 if args.quick else 768) << 20  # each pool; room for all tokens
+    args.num_steps = args.num_steps or (12 if args.quick else 60)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.max_tokens = args.rounds * args.num_steps + 64
+    # Each pool: the big request plus the batch's growing contexts, with room to spare.
+    args.kv_cache_bytes = (128 if args.quick else 512) << 20
     num_threads = set_threads(args.threads)
     record = run_record(num_threads=num_threads, is_quick=args.quick)
-    results: dict[str, dict[str, object]] = {}
+    samples = {name: Samples() for name, *_ in CONFIGS}
     with ExitStack() as stack:
         model = (stack.enter_context(dummy_model_dir(**QUICK_MODEL_FIELDS)) if args.quick
                  else FULL_MODEL)
-        for name, mode, is_reuse, is_switching in CONFIGS:
-            engine = build(model, mode, is_reuse, args, num_threads)
-            load_before = list(os.getloadavg())
-            results[name] = measure(engine, num_steps=args.num_steps, is_switching=is_switching)
-            results[name]["kv_bytes_per_token"] = engine.block_bytes // engine.block_size
-            results[name]["load_average_before_after"] = [load_before, list(os.getloadavg())]
-            assert results[name]["num_big_request_tokens_computed"] == 0
+        # All engines live at once (idle ones cost nothing but memory), so rounds can rotate
+        # the order: load from elsewhere and drift then fall on every configuration alike.
+        engines = {name: build(model, mode, is_reuse, args, num_threads)
+                   for name, mode, is_reuse, _ in CONFIGS}
+        for round_index in range(args.rounds):
+            order = CONFIGS[round_index % len(CONFIGS):] + CONFIGS[:round_index % len(CONFIGS)]
+            for name, _, _, is_switching in order:
+                measure_round(engines[name], samples[name], num_steps=args.num_steps,
+                              is_switching=is_switching)
+        kv_bytes_per_token = engines["no_swap"].block_bytes // engines["no_swap"].block_size
+        for engine in engines.values():
             engine.close()
-            del engine
-            gc.collect()
     finish_record(record)
-    reference = results["no_swap"]["step_ms"]
+    results = {name: report(s, samples["no_swap"]) for name, s in samples.items()}
     rows = []
     for name, figures in results.items():
+        assert figures["num_big_request_tokens_computed"] == 0
         for column in ("step_ms", "step_ms_with_copy"):
             summary = figures[column]
-            if summary is None:
-                continue
-            figures[f"{column}_ratio_to_no_swap"] = {
-                key: summary[key] / reference[key] for key in ("mean", "p50", "p99")}
-            rows.append([name, column, summary["num_samples"], summary["mean"], summary["p50"],
-                         summary["p99"], summary["mean"] / reference["mean"],
-                         figures["num_swap_outs"]])
-    print_table(["config", "steps", "n", "mean ms", "p50 ms", "p99 ms", "mean / no_swap",
-                 "swap-outs"], rows)
+            is_same_steps = column != "step_ms" and summary is not None and (
+                summary["num_samples"] == figures["step_ms"]["num_samples"])
+            if summary is not None and not is_same_steps:  # printed once when all steps copy
+                ratios = figures[f"{column}_ratio_to_no_swap"]
+                rows.append([name, column, summary["num_samples"], summary["mean"],
+                             summary["p50"], summary["p99"], ratios["mean"], ratios["p99"],
+                             figures["num_swap_outs"] + figures["num_swap_ins"],
+                             figures["added_ms_per_swap"] or 0.0])
+    print_table(["config", "steps", "n", "mean ms", "p50 ms", "p99 ms", "mean/no_swap",
+                 "p99/no_swap", "swaps", "added ms/swap"], rows)
     write_json(args.out, {
         "benchmark": "overlap",
         "run": record,
         "settings": {"model": "4-layer bench-8b-kv-cpu variant" if args.quick else FULL_MODEL,
-                     "dtype": "float32", "block_size": 16, "num_compute_threads": num_threads,
+                     "dtype": "float32", "kv_bytes_per_token": kv_bytes_per_token,
+                     "block_size": 16, "num_compute_threads": num_threads,
                      "num_copy_threads_fastswitch": "1 per direction (Swapper)",
                      "batch_size": args.batch_size, "prompt_len": args.prompt_len,
-                     "big_request_tokens": args.big_len, "num_steps": args.num_steps,
+                     "big_request_tokens": args.big_len,
+                     "num_steps_per_round": args.num_steps, "num_rounds": args.rounds,
                      "configs": {c[0]: {"mode": c[1], "is_reuse": c[2], "is_switching": c[3]}
                                  for c in CONFIGS},
                      "step_ms_with_copy": "steps that start a swap or run while one is in "

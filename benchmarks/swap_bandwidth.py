@@ -5,11 +5,12 @@
   baseline_blockmajor  the same scattered blocks, one copy per block (what the block-major
                 layout alone buys, without block groups);
   block_groups  the request grown through BlockTable in FastSwitch mode amid the same churn,
-                one copy per extent (pair_runs);
+                one copy per extent (pair_runs); block_groups_async: the same plans on the
+                Swapper's copy thread (submit, then wait), as the FastSwitch engine runs them;
   single_copy   one contiguous copy of the same number of blocks (the ceiling).
 
 Allocation and plans come from the real KVManager / BlockAllocator / BlockTable; copies are
-made by the real Swapper in synchronous mode (each job timed by the Swapper itself). The KV is
+made by the real Swapper, synchronous unless named async (each job timed by the Swapper). The KV is
 Llama-3-8B shaped: 8 kv heads x head_dim 128, bf16, 16-token blocks, --num-layers layers.
 
     python benchmarks/swap_bandwidth.py --quick
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from _common import RESULTS_DIR, finish_record, print_table, run_record, set_threads, write_json
 
+from fastswitch_worker.engine.block_allocator import OutOfBlocksError
 from fastswitch_worker.engine.extents import CopyExtent
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, SwapDirection, SwapPlan
 from fastswitch_worker.engine.sequence import Request
@@ -74,7 +76,7 @@ class Churn:
         request, _ = self.running.pop(index)
         try:
             plan = self.kv.plan_swap_out(request)  # reserves host blocks; no copy needed here
-        except Exception:  # host pool full: the request is simply dropped
+        except OutOfBlocksError:  # host pool full: the request is simply dropped
             self.kv.release(request)
             return
         self.kv.complete_swap_out(request, plan, is_cancelled=False)
@@ -181,18 +183,23 @@ def main() -> None:
     num_threads = set_threads(args.threads)
     num_layers = args.num_layers or (8 if args.quick else 32)
     lengths = (256, 1024) if args.quick else (256, 1024, 4096)
-    num_repeats = args.repeats or (3 if args.quick else 7)
+    num_repeats = args.repeats or (3 if args.quick else 11)
     num_pool_blocks = 640  # per pool; 4096 tokens take 256 blocks
     block_shape = (num_layers, 2, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
     gpu_kv = torch.ones((num_pool_blocks, *block_shape), dtype=torch.bfloat16)  # "GPU" pool
     host_kv = torch.zeros((num_pool_blocks, *block_shape), dtype=torch.bfloat16)
     block_bytes = gpu_kv[0].numel() * gpu_kv.element_size()
-    swappers = {is_per_layer: Swapper(gpu_kv, host_kv, is_async=False,
-                                      is_per_layer_copies=is_per_layer)
-                for is_per_layer in (True, False)}
+    swappers = {"per_layer": Swapper(gpu_kv, host_kv, is_async=False, is_per_layer_copies=True),
+                "extents": Swapper(gpu_kv, host_kv, is_async=False, is_per_layer_copies=False),
+                # The engine's FastSwitch path: the copy runs on the Swapper's own thread.
+                "extents_async": Swapper(gpu_kv, host_kv, is_async=True,
+                                         is_per_layer_copies=False)}
+    swapper_of_case = {"baseline": "per_layer", "block_groups": "extents",
+                       "block_groups_async": "extents_async",
+                       "baseline_blockmajor": "extents", "single_copy": "extents"}
     scratch = torch.zeros(128 << 20, dtype=torch.uint8)
     warmup = single_copy_plan(SwapDirection.OUT, num_pool_blocks, num_pool_blocks * BLOCK_SIZE)
-    swappers[False].submit(warmup)  # touch every page of both pools once
+    swappers["extents"].submit(warmup)  # touch every page of both pools once
     record = run_record(num_threads=num_threads, is_quick=args.quick)
     rows: list[dict[str, object]] = []
     for num_tokens in lengths:
@@ -203,15 +210,18 @@ def main() -> None:
                                     max_group_blocks=MAX_GROUP_BLOCKS))
             plans[name] = scattered_plans(kv, num_tokens=num_tokens, seed=args.seed)
         num_blocks = plans["baseline"][0].num_blocks
+        plans["block_groups_async"] = plans["block_groups"]
         plans["baseline_blockmajor"] = plans["baseline"]
         plans["single_copy"] = tuple(single_copy_plan(d, num_blocks, num_tokens)
                                      for d in (SwapDirection.OUT, SwapDirection.IN))
         for index, direction in enumerate(SwapDirection):
-            cases = {name: (swappers[name == "baseline"], pair[index])
+            cases = {name: (swappers[swapper_of_case[name]], pair[index])
                      for name, pair in plans.items()}
             for name, figures in time_plans(cases, num_repeats, scratch).items():
                 rows.append({"num_tokens": num_tokens, "case": name,
                              "direction": direction.value, **figures})
+    for swapper in swappers.values():
+        swapper.close()
     finish_record(record)
     for row in rows:
         ceiling = next(r for r in rows if r["case"] == "single_copy"

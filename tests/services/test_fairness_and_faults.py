@@ -157,3 +157,22 @@ async def test_other_policies_serve_everything(stack_factory, policy, engine_set
             stream(stack.stub, request(p, 12, priority=i), "tok-a", sink)
             for i, p in enumerate(prompts.values())))
     assert dict(zip(prompts, results, strict=True)) == reference
+
+
+async def test_a_draining_worker_hands_its_unfinished_requests_to_another(
+        stack_factory, engine_settings) -> None:
+    prompts = {"long": prompt_of(5)}
+    reference = reference_tokens(engine_settings, prompts, 300)
+    async with stack_factory(num_workers=2) as stack:
+        sink: list = []
+        task = asyncio.create_task(stream(stack.stub, request(prompts["long"], 300), "tok-a", sink))
+        while len(sink) < 3:
+            await asyncio.sleep(0.01)
+        core = stack.scheduler.core
+        holder_id = next(iter(core.requests.values())).worker_id
+        holder = next(w for w in stack.workers if w.config.worker_id == holder_id)
+        await holder.stop()  # scale-down: drain (1 s here), then hand back what is left
+        tokens = await asyncio.wait_for(task, 120)
+        moved_to = {r.worker_id for r in core.requests.values()}
+    assert tokens == reference["long"]
+    assert holder_id not in moved_to

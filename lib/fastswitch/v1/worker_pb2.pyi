@@ -103,7 +103,7 @@ class WorkerHello(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., model: _Optional[str] = ..., max_model_len: _Optional[int] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., vocab_size: _Optional[int] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., bos_token_id: _Optional[int] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class StepEvent(_message.Message):
-    __slots__ = ("step", "outputs", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids", "num_batched_tokens", "stall_ms")
+    __slots__ = ("step", "outputs", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids", "num_batched_tokens", "stall_ms", "is_draining")
     STEP_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGES_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class StepEvent(_message.Message):
     KV_EVICTED_CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
     NUM_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     STALL_MS_FIELD_NUMBER: _ClassVar[int]
+    IS_DRAINING_FIELD_NUMBER: _ClassVar[int]
     step: int
     outputs: _containers.RepeatedCompositeFieldContainer[RequestOutput]
     state_changes: _containers.RepeatedCompositeFieldContainer[RequestStateChange]
@@ -122,7 +123,8 @@ class StepEvent(_message.Message):
     kv_evicted_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
     num_batched_tokens: int
     stall_ms: float
-    def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ..., num_batched_tokens: _Optional[int] = ..., stall_ms: _Optional[float] = ...) -> None: ...
+    is_draining: bool
+    def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ..., num_batched_tokens: _Optional[int] = ..., stall_ms: _Optional[float] = ..., is_draining: _Optional[bool] = ...) -> None: ...
 
 class RequestOutput(_message.Message):
     __slots__ = ("request_id", "token_ids", "logprobs", "finish_reason", "usage")

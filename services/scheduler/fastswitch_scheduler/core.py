@@ -90,6 +90,10 @@ class SchedulerCore:
     def ready_links(self) -> list[WorkerLink]:
         return [link for link in self.links.values() if link.is_ready]
 
+    def routable_links(self) -> list[WorkerLink]:
+        """Workers that take new requests (connected and not draining)."""
+        return [link for link in self.ready_links() if not link.is_draining]
+
     # ---- requests -------------------------------------------------------------------------
     async def submit(self, request: ClusterRequest) -> None:
         """Mutates: registers the request and routes it. Caller validated it."""
@@ -103,7 +107,7 @@ class SchedulerCore:
 
     async def _route(self, request: ClusterRequest) -> None:
         """Sticky: a conversation's next turn goes where its KV is; else the least loaded."""
-        links = self.ready_links()
+        links = self.routable_links()
         if not links:
             return  # routed by the tick once a worker is ready
         if request.conversation_id and self.kv_lookup is not None:
@@ -166,7 +170,7 @@ class SchedulerCore:
             self.ready.clear()
 
     def move_or_fail(self, request: ClusterRequest, reason: str) -> None:
-        others = [link for link in self.ready_links() if link.worker_id != request.worker_id]
+        others = [link for link in self.routable_links() if link.worker_id != request.worker_id]
         if not others:
             self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, reason))
             return

@@ -30,6 +30,7 @@ class WorkerLink:
         self.capacity = None
         self.swap = None
         self.is_ready = False
+        self.is_draining = False  # finishing its requests; takes no new ones
         self._on_ready = on_ready
         self._on_event = on_event
         self._on_lost = on_lost
@@ -87,6 +88,7 @@ class WorkerLink:
                 self.worker_id = response.hello.worker_id
                 self.capacity = response.hello.capacity
                 self.is_ready = True
+                self.is_draining = False
                 log.info("worker connected", extra={"worker": self.worker_id, "address": self.address})
                 self._on_ready(self)
             elif kind == "step":
@@ -94,6 +96,7 @@ class WorkerLink:
                     self.capacity = response.step.capacity
                 if response.step.HasField("swap"):
                     self.swap = response.step.swap
+                self.is_draining = response.step.is_draining
                 self._on_event(self, response.step)
 
     async def _lose(self) -> None:

@@ -103,7 +103,14 @@ class WorkerService:
             priorities = dict(msg.update_priorities.priorities)
             self.engine_loop.submit(lambda e: e.update_priorities(priorities))
         elif kind == "drain":
-            self.is_draining = True
+            self._start_draining()
+
+    def _start_draining(self) -> None:
+        """Tell the scheduler at once, so it stops routing here."""
+        self.is_draining = True
+        if self.session is not None:
+            self.session.events.put_nowait(worker_pb2.SessionResponse(
+                step=worker_pb2.StepEvent(is_draining=True)))
 
     def _refuse(self, session: Session, request_id: str, code: grpc.StatusCode, reason: str) -> None:
         change = worker_pb2.RequestStateChange(
@@ -127,6 +134,7 @@ class WorkerService:
     def _on_step_engine(self, result: StepResult) -> None:
         engine = self.engine_loop.engine
         event = convert.step_event(result, engine)
+        event.is_draining = self.is_draining
         stats = worker_pb2.GetWorkerStatsResponse(
             worker_id=self.config.worker_id, capacity=event.capacity, swap=event.swap,
             num_running_requests=len(engine.scheduler.running),
@@ -161,7 +169,7 @@ class WorkerService:
     async def drain(self) -> None:
         """Stop admitting; let running requests finish for up to drain_timeout_s; abort the rest
         with reason "draining" so the scheduler can move them."""
-        self.is_draining = True
+        self._start_draining()
         deadline = self.loop.time() + self.config.drain_timeout_s
         while self.session is not None and self.session.request_ids and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
