@@ -64,6 +64,11 @@ def write_json(path: Path, payload: dict[str, object]) -> None:
     print(f"wrote {path}")
 
 
+def synthetic_tokens(seed: int, num_tokens: int) -> list[int]:
+    """Deterministic token ids in 1..250 (inside every model's byte range), varied by seed."""
+    return [1 + (seed * 131 + i * 17) % 250 for i in range(num_tokens)]
+
+
 def summarize_ms(samples_ms: Sequence[float]) -> dict[str, float | int]:
     """num_samples, mean, p50, p90, p99, max of a list of milliseconds."""
     array = np.asarray(samples_ms, dtype=float)

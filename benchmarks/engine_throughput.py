@@ -24,6 +24,7 @@ from _common import (
     print_table,
     run_record,
     set_threads,
+    synthetic_tokens,
     write_json,
 )
 
@@ -47,16 +48,12 @@ def make_engine(model: str, mode: str, *, num_threads: int, max_num_batched_toke
         num_compute_threads=num_threads))
 
 
-def prompt(index: int, num_tokens: int) -> list[int]:
-    return [1 + (index * 31 + i * 7) % 250 for i in range(num_tokens)]
-
-
 def measure_prefill(engine: Engine, *, batch_size: int, prompt_len: int) -> dict[str, float]:
     """Add `batch_size` prompts; time the steps until each has its first token. Mutates engine
     (the requests are aborted afterwards)."""
     ids = [f"p{batch_size}-{i}" for i in range(batch_size)]
     for i, request_id in enumerate(ids):
-        engine.add_request(request_id, prompt(i, prompt_len),
+        engine.add_request(request_id, synthetic_tokens(i, prompt_len),
                            stop=StopConditions(max_tokens=1, ignore_eos=True))
     num_steps = 0
     start = time.perf_counter()
@@ -75,7 +72,7 @@ def measure_decode(engine: Engine, *, batch_size: int, prompt_len: int, num_warm
     ids = [f"d{batch_size}-{i}" for i in range(batch_size)]
     max_tokens = num_warmup_steps + num_steps + 2
     for i, request_id in enumerate(ids):
-        engine.add_request(request_id, prompt(i, prompt_len),
+        engine.add_request(request_id, synthetic_tokens(i, prompt_len),
                            stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
     while any(engine.requests[r].is_prefilling for r in ids):
         engine.step()

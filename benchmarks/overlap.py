@@ -1,24 +1,24 @@
 """Engine step time of a decoding batch while another request's KV swaps, by configuration:
 
-  no_swap              the batch decodes; the big request sits on the GPU, never switched;
-  fastswitch           the big request is preempted and resumed back to back: block-group
-                       copies on the Swapper's threads overlap the batch's steps (KV reuse
-                       switched off through KVLayout, so every swap-out moves all its bytes,
-                       as the baseline's do);
-  fastswitch_reuse     the same with KV reuse on (the engine default): a swap-out after a
-                       swap-in copies only what changed, i.e. almost nothing here;
-  baseline             vLLM v0: per-block x layer x K/V copies, synchronous before the
-                       forward pass, so a step stalls for the whole copy.
+  no_swap           the batch decodes; the big request sits on the GPU, never switched;
+  fastswitch        the big request is preempted and resumed over and over (--idle-steps
+                    apart; 0 = back to back): block-group copies on the Swapper's threads
+                    overlap the batch's steps. KV reuse is off (KVLayout), so every swap-out
+                    moves all its bytes, as the baseline's do;
+  fastswitch_reuse  the same with reuse on (the default): a swap-out right after a swap-in
+                    copies only what changed, i.e. almost nothing here;
+  baseline          vLLM v0: per-block x layer x K/V copies, synchronous before the forward
+                    pass, so a step stalls for the whole copy.
 
-The big request never computes while measured: it sits last in the running list and, once set
-up, max_num_seqs and the token budget both equal the batch size (the budget is lowered after
-setup, see build()), so every configuration computes exactly the same batch and only the
-copies differ. Compute threads are set explicitly and equal in all configurations.
+The big request never computes while measured: it sits last in the running list and, after
+setup, max_num_seqs and the token budget both equal the batch size (see build()), so every
+configuration computes the same batch and only the copies differ. Compute threads are set
+explicitly and equal everywhere. On a CPU both "GPU" and host pools are DRAM: a copy takes
+memory bandwidth from the (memory-bound) decode, which a GPU's DMA over PCIe would not.
 
-Model: preset "bench-8b-kv-cpu": Llama-3-8B's 128 KiB of KV per token as 16 layers in fp32,
-with a small MLP and hidden size. fp32 because CPUs compute bf16 several times slower (the
-bf16 "bench-8b-kv" made a step ~2x slower here), while the bytes a switch moves stay those of
-Llama-3-8B. --quick uses a 4-layer variant (32 KiB/token).
+Model "bench-8b-kv-cpu": Llama-3-8B's 128 KiB of KV per token as 16 fp32 layers, small MLP.
+fp32 because CPUs compute bf16 far slower (bf16 "bench-8b-kv" stepped ~2x slower here); the
+bytes a switch moves stay Llama-3-8B's. --quick: 4 of the layers (32 KiB/token).
 
     python benchmarks/overlap.py --quick
     python benchmarks/overlap.py --out benchmarks/results/overlap_cpu.json
@@ -27,11 +27,10 @@ Llama-3-8B. --quick uses a 4-layer variant (32 KiB/token).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from _common import (
@@ -42,6 +41,7 @@ from _common import (
     run_record,
     set_threads,
     summarize_ms,
+    synthetic_tokens,
     write_json,
 )
 
@@ -61,10 +61,6 @@ QUICK_MODEL_FIELDS = dict(vocab_size=512, hidden_size=256, intermediate_size=512
                           head_dim=128, torch_dtype="float32")
 
 
-def prompt(index: int, num_tokens: int) -> list[int]:
-    return [1 + (index * 37 + i * 11) % 250 for i in range(num_tokens)]
-
-
 def settle(engine: Engine) -> None:
     """Step until the big request has no copy in flight. Mutates engine."""
     while engine.requests[BIG].status in (RequestStatus.SWAPPING_OUT, RequestStatus.SWAPPING_IN):
@@ -82,17 +78,16 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
         max_num_batched_tokens=max(args.big_len, 512), max_num_seqs=args.batch_size,
         num_compute_threads=num_threads))
     if not is_reuse:
-        engine.kv.layout = dataclasses.replace(engine.kv.layout, is_reuse=False)
-    max_tokens = args.max_tokens
-    engine.add_request(BIG, prompt(99, args.big_len),
-                       stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
+        engine.kv.layout = replace(engine.kv.layout, is_reuse=False)
+    engine.add_request(BIG, synthetic_tokens(99, args.big_len),
+                       stop=StopConditions(max_tokens=args.max_tokens, ignore_eos=True))
     engine.step()  # prefills the big request in one chunk
     engine.preempt(BIG)
     engine.step()
     settle(engine)
     for i in range(args.batch_size):
-        engine.add_request(f"r{i}", prompt(i, args.prompt_len),
-                           stop=StopConditions(max_tokens=max_tokens, ignore_eos=True))
+        engine.add_request(f"r{i}", synthetic_tokens(i, args.prompt_len),
+                           stop=StopConditions(max_tokens=args.max_tokens, ignore_eos=True))
     engine.resume(BIG)
     for _ in range(4):  # the batch prefills, the big request comes back (last in line)
         engine.step()
@@ -100,7 +95,7 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
     assert engine.requests[BIG].status is RequestStatus.RUNNING
     # From now on the batch's decodes fill the token budget exactly: a blocking swap-in
     # (baseline) would otherwise pull the big request into the batch past max_num_seqs.
-    engine.scheduler.limits = dataclasses.replace(engine.scheduler.limits,
+    engine.scheduler.limits = replace(engine.scheduler.limits,
                                                   max_num_batched_tokens=args.batch_size)
     return engine
 
@@ -121,10 +116,11 @@ class Samples:
     load_average_1_min: list[float] = field(default_factory=list)
 
 
-def measure_round(engine: Engine, samples: Samples, *, num_steps: int,
-                  is_switching: bool) -> None:
-    """Step num_steps times; with switching, preempt the big request whenever it runs and
-    resume it whenever it is swapped out. Mutates engine and samples."""
+def measure_round(engine: Engine, samples: Samples, *, num_steps: int, is_switching: bool,
+                  num_idle_steps: int) -> None:
+    """Step num_steps times; with switching, preempt the big request when it runs and resume
+    it when it is swapped out, num_idle_steps steps after the previous switch finished (0:
+    back to back). Mutates engine and samples."""
     big = engine.requests[BIG]
     totals = engine.swapper.totals
     start_bytes = {d: totals[d].num_bytes for d in SwapDirection}
@@ -132,14 +128,21 @@ def measure_round(engine: Engine, samples: Samples, *, num_steps: int,
     samples.load_average_1_min.append(os.getloadavg()[0])
     round_ms = []
     start = time.perf_counter()
+    num_idle_left = 0
     for _ in range(num_steps):
         is_copying = big.status in (RequestStatus.SWAPPING_OUT, RequestStatus.SWAPPING_IN)
-        if is_switching and big.status is RequestStatus.RUNNING:
+        if not is_switching or is_copying:
+            pass
+        elif num_idle_left > 0:  # the last switch finished; wait before the next one
+            num_idle_left -= 1
+        elif big.status is RequestStatus.RUNNING:
             engine.preempt(BIG)
             is_copying = True
-        elif is_switching and big.status is RequestStatus.SWAPPED:
+            num_idle_left = num_idle_steps
+        elif big.status is RequestStatus.SWAPPED:
             engine.resume(BIG)
             is_copying = True
+            num_idle_left = num_idle_steps
         step_start = time.perf_counter()
         result = engine.step()
         step_ms = (time.perf_counter() - step_start) * 1e3
@@ -197,6 +200,8 @@ def main() -> None:
                         help="measured steps per configuration and round; default 60 (quick 12)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds over all configurations, order rotated; default 3 (quick 2)")
+    parser.add_argument("--idle-steps", type=int, default=0,
+                        help="steps between the end of a switch and the next (0: back to back)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "overlap_cpu.json")
     args = parser.parse_args()
     args.big_len = args.big_len or (512 if args.quick else 2048)
@@ -219,7 +224,7 @@ def main() -> None:
             order = CONFIGS[round_index % len(CONFIGS):] + CONFIGS[:round_index % len(CONFIGS)]
             for name, _, _, is_switching in order:
                 measure_round(engines[name], samples[name], num_steps=args.num_steps,
-                              is_switching=is_switching)
+                              is_switching=is_switching, num_idle_steps=args.idle_steps)
         kv_bytes_per_token = engines["no_swap"].block_bytes // engines["no_swap"].block_size
         for engine in engines.values():
             engine.close()
@@ -250,6 +255,7 @@ def main() -> None:
                      "batch_size": args.batch_size, "prompt_len": args.prompt_len,
                      "big_request_tokens": args.big_len,
                      "num_steps_per_round": args.num_steps, "num_rounds": args.rounds,
+                     "num_idle_steps_between_switches": args.idle_steps,
                      "configs": {c[0]: {"mode": c[1], "is_reuse": c[2], "is_switching": c[3]}
                                  for c in CONFIGS},
                      "step_ms_with_copy": "steps that start a swap or run while one is in "

@@ -27,7 +27,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from _common import RESULTS_DIR, finish_record, print_table, run_record, set_threads, write_json
+from _common import (
+    RESULTS_DIR,
+    finish_record,
+    print_table,
+    run_record,
+    set_threads,
+    synthetic_tokens,
+    write_json,
+)
 
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
@@ -45,10 +53,6 @@ def make_engine(config: str, num_threads: int) -> Engine:
     if config == "fastswitch_no_reuse":
         engine.kv.layout = dataclasses.replace(engine.kv.layout, is_reuse=False)
     return engine
-
-
-def tokens(seed: int, num_tokens: int) -> list[int]:
-    return [1 + (seed * 131 + i * 17) % 250 for i in range(num_tokens)]
 
 
 def step_until(engine: Engine, request: Request, status: RequestStatus) -> None:
@@ -92,7 +96,7 @@ def figures(engine: Engine, *, num_preemptions: int, num_prefilled_tokens: int) 
 
 def growing(config: str, args: argparse.Namespace, num_threads: int) -> dict:
     engine = make_engine(config, num_threads)
-    request = engine.add_request("grow", tokens(0, args.prompt_len),
+    request = engine.add_request("grow", synthetic_tokens(0, args.prompt_len),
                                  stop=StopConditions(max_tokens=args.num_new_tokens,
                                                      ignore_eos=True))
     num_preemptions = run_with_preemptions(engine, request, args.preempt_every)
@@ -105,7 +109,7 @@ def growing(config: str, args: argparse.Namespace, num_threads: int) -> dict:
 def multi_turn(config: str, args: argparse.Namespace, num_threads: int) -> dict:
     engine = make_engine(config, num_threads)
     conversation_id = "chat" if config == "fastswitch" else ""
-    prompt = tokens(1, args.prompt_len)
+    prompt = synthetic_tokens(1, args.prompt_len)
     num_preemptions = 0
     num_prefilled = 0
     for turn in range(args.num_turns):
@@ -115,7 +119,8 @@ def multi_turn(config: str, args: argparse.Namespace, num_threads: int) -> dict:
         num_prefilled += len(prompt) - request.num_reused_tokens
         num_preemptions += run_with_preemptions(engine, request, args.preempt_every)
         engine.step()  # let the engine forget the finished turn (and retire its KV)
-        prompt = prompt + request.output_token_ids + tokens(turn + 2, args.num_user_tokens)
+        user_tokens = synthetic_tokens(turn + 2, args.num_user_tokens)
+        prompt = prompt + request.output_token_ids + user_tokens
     result = figures(engine, num_preemptions=num_preemptions, num_prefilled_tokens=num_prefilled)
     result["num_turns"] = args.num_turns
     result["last_prompt_len"] = len(prompt) - args.num_user_tokens

@@ -197,35 +197,38 @@ class Engine:
             if inflight.request.request_id in output.cancelled_swap_out_ids:
                 inflight.job.is_cancelled = True
                 self.counters.num_cancelled_swap_outs += 1
-        blocking_jobs = []
-        for plan in (*output.swap_outs, *output.swap_ins):
+        for plan in output.swaps:  # in planning order (see SchedulerOutput.swaps)
             request = self.requests[plan.request_id]
-            self._count_plan(request, plan)
-            job = self.swapper.submit(plan)
+            self._count_plan(plan)
             if plan.request_id in output.blocking_ids:
-                blocking_jobs.append(job)  # the scheduler already completed its transition
+                # The scheduler already completed its transition: copy now, on this thread,
+                # before any later plan of this step can write the blocks it reads.
+                start = time.perf_counter()
+                job = self.swapper.run_now(plan)
+                self._add_stall((time.perf_counter() - start) * 1e3)
+                job.wait()  # raises a failed copy's error
             else:
                 request.num_inflight_copies += 1
-                self._inflight.append(_InflightCopy(job, request, is_retire=False))
-        for job in blocking_jobs:
-            self._wait(job)
+                self._inflight.append(_InflightCopy(self.swapper.submit(plan), request, is_retire=False))
 
-    def _count_plan(self, request: Request, plan: SwapPlan) -> None:
-        if plan.direction.value == "out":
+    def _count_plan(self, plan: SwapPlan, *, is_retire: bool = False) -> None:
+        if is_retire:
+            self.counters.num_retired_turns += 1  # a finished turn's KV kept for the next turn
+        elif plan.direction.value == "out":
             self.counters.num_swap_outs += 1
+        if plan.direction.value == "out":
             needed_blocks = self.kv.num_blocks_for(plan.num_tokens)
             self.counters.reused_bytes += (needed_blocks - plan.num_blocks) * self.block_bytes
         else:
             self.counters.num_swap_ins += 1
 
     def _wait(self, job: CopyJob) -> None:
-        """Wait for a copy on the engine thread; the time counts as stall. A synchronous
-        (baseline) copy already ran on this thread inside submit(): all of it was stall."""
+        """Wait for an asynchronous copy on the engine thread; the time counts as stall."""
         start = time.perf_counter()
         job.wait()
-        stall_ms = (time.perf_counter() - start) * 1e3
-        if not self.swapper.is_async:
-            stall_ms += job.copy_ms
+        self._add_stall((time.perf_counter() - start) * 1e3)
+
+    def _add_stall(self, stall_ms: float) -> None:
         self.counters.stall_ms += stall_ms
         self.counters.stall_samples_ms.append(stall_ms)
 
@@ -268,7 +271,7 @@ class Engine:
             except OutOfBlocksError:
                 self.kv.release(request)
                 return
-            self._count_plan(request, plan)
+            self._count_plan(plan, is_retire=True)
             request.num_inflight_copies += 1
             self._inflight.append(_InflightCopy(self.swapper.submit(plan), request, is_retire=True))
         else:

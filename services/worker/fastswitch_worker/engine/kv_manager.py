@@ -182,7 +182,9 @@ class KVManager:
             self.evicted_conversation_ids.append(entry.conversation_id)
             return True
         for request in list(self._droppable_host_copies.values()):
-            if request is not protect and request.status is not RequestStatus.SWAPPING_IN:
+            # Never a copy some thread is still writing (a cancelled swap-out in flight).
+            if (request is not protect and request.status is not RequestStatus.SWAPPING_IN
+                    and request.num_inflight_copies == 0):
                 self.drop_host_copy(request)
                 return True
         return False

@@ -41,7 +41,8 @@ class StepResult:
 class SwapCounters:
     """Cumulative context-switch figures of one engine (mutated by the engine thread)."""
 
-    num_swap_outs: int = 0
+    num_swap_outs: int = 0  # preemptions that copied KV to host memory
+    num_retired_turns: int = 0  # finished turns whose KV was copied out for reuse
     num_swap_ins: int = 0
     num_cancelled_swap_outs: int = 0
     num_recomputes: int = 0

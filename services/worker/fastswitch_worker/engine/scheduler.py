@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from fastswitch_worker.engine.block_allocator import OutOfBlocksError
-from fastswitch_worker.engine.kv_manager import KVManager, SwapPlan
+from fastswitch_worker.engine.kv_manager import KVManager, SwapDirection, SwapPlan
 from fastswitch_worker.engine.sequence import Request, RequestStatus
 
 
@@ -29,8 +29,9 @@ class ScheduledChunk:
 @dataclass(frozen=True)
 class SchedulerOutput:
     chunks: tuple[ScheduledChunk, ...]
-    swap_outs: tuple[SwapPlan, ...]
-    swap_ins: tuple[SwapPlan, ...]
+    # Swap plans in the order they were made. Blocking ones must run in this order: a plan
+    # may reuse blocks an earlier plan of this step freed (after the earlier one read them).
+    swaps: tuple[SwapPlan, ...]
     # Copies the engine must finish before the forward pass: swap-ins whose requests are in
     # this batch, and swap-outs whose GPU blocks this batch already reuses.
     blocking_ids: frozenset[str]
@@ -40,6 +41,14 @@ class SchedulerOutput:
     recomputed_ids: tuple[str, ...]
     # Preempted by the worker itself because GPU KV ran out (lowest priority first).
     kv_exhausted_ids: tuple[str, ...] = ()
+
+    @property
+    def swap_outs(self) -> tuple[SwapPlan, ...]:
+        return tuple(p for p in self.swaps if p.direction is SwapDirection.OUT)
+
+    @property
+    def swap_ins(self) -> tuple[SwapPlan, ...]:
+        return tuple(p for p in self.swaps if p.direction is SwapDirection.IN)
 
     def __post_init__(self) -> None:
         out_ids = {p.request_id for p in self.swap_outs}
@@ -107,15 +116,14 @@ class Scheduler:
 
     # ---- the step -------------------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
-        swap_outs: list[SwapPlan] = []
-        swap_ins: list[SwapPlan] = []
+        swaps: list[SwapPlan] = []  # both directions, in planning order
         blocking: set[str] = set()
         cancelled: set[str] = set()
         recomputed: list[str] = []
         self._kv_exhausted: list[str] = []
 
         for request in list(self._pending_preempts.values()):
-            if self._preempt(request, swap_outs, recomputed, blocking):
+            if self._preempt(request, swaps, recomputed, blocking):
                 del self._pending_preempts[request.request_id]
         for request in list(self._pending_resumes.values()):
             if request.status is RequestStatus.SWAPPING_OUT:
@@ -124,7 +132,7 @@ class Scheduler:
                 self.parked.pop(request.request_id)
                 self.running.append(request)
             elif request.status is RequestStatus.SWAPPED:
-                if not self._start_swap_in(request, swap_ins, blocking):
+                if not self._start_swap_in(request, swaps, blocking):
                     continue  # no GPU room yet; retried next step
             del self._pending_resumes[request.request_id]
 
@@ -136,7 +144,7 @@ class Scheduler:
             if request not in self.running:
                 continue  # preempted below to make room
             num_new = min(request.num_uncomputed_tokens, budget)
-            if not self._reserve_or_preempt(request, num_new, chunks, swap_outs, recomputed,
+            if not self._reserve_or_preempt(request, num_new, chunks, swaps, recomputed,
                                             blocking):
                 continue
             chunks.append(ScheduledChunk(request, num_new))
@@ -145,7 +153,7 @@ class Scheduler:
         while self.waiting and budget > 0 and len(chunks) < self.limits.max_num_seqs:
             request = self.waiting[0]
             if request.num_host_valid_tokens > 0:  # a new turn reusing host KV: swap it in
-                if not self._start_swap_in(request, swap_ins, blocking, from_waiting=True):
+                if not self._start_swap_in(request, swaps, blocking, from_waiting=True):
                     break
                 continue
             num_new = min(request.num_uncomputed_tokens, budget)
@@ -159,20 +167,21 @@ class Scheduler:
 
         # Requests that a blocking swap-in made runnable join this very batch.
         scheduled = {c.request.request_id for c in chunks}
-        for plan in swap_ins:
-            if plan.request_id in blocking and plan.request_id not in scheduled and budget > 0:
+        for plan in swaps:
+            if (plan.direction is SwapDirection.IN and plan.request_id in blocking
+                    and plan.request_id not in scheduled and budget > 0):
                 request = next(r for r in self.running if r.request_id == plan.request_id)
                 num_new = min(request.num_uncomputed_tokens, budget)
                 if self.kv.reserve_gpu(request, request.num_computed_tokens + num_new):
                     chunks.append(ScheduledChunk(request, num_new))
                     budget -= num_new
-        return SchedulerOutput(tuple(chunks), tuple(swap_outs), tuple(swap_ins),
+        return SchedulerOutput(tuple(chunks), tuple(swaps),
                                frozenset(blocking), frozenset(cancelled), tuple(recomputed),
                                tuple(self._kv_exhausted))
 
 
     # ---- transitions ----------------------------------------------------------------------
-    def _preempt(self, request: Request, swap_outs: list[SwapPlan], recomputed: list[str],
+    def _preempt(self, request: Request, swaps: list[SwapPlan], recomputed: list[str],
                  blocking: set[str]) -> bool:
         """Start moving a request off the GPU; False when it must wait (swap-in in flight)."""
         status = request.status
@@ -183,10 +192,10 @@ class Scheduler:
             request.set_status(RequestStatus.SWAPPED)  # holds no GPU KV: nothing to copy
             self.parked[request.request_id] = request
         elif status is RequestStatus.RUNNING:
-            self._swap_out(request, swap_outs, recomputed, blocking, is_urgent=False)
+            self._swap_out(request, swaps, recomputed, blocking, is_urgent=False)
         return True
 
-    def _swap_out(self, request: Request, swap_outs: list[SwapPlan], recomputed: list[str],
+    def _swap_out(self, request: Request, swaps: list[SwapPlan], recomputed: list[str],
                   blocking: set[str], *, is_urgent: bool) -> None:
         """Plan a swap-out. When urgent or in sync mode the GPU blocks are freed now and the
         plan is blocking: the engine completes the copy before the forward pass."""
@@ -206,7 +215,7 @@ class Scheduler:
             self.parked[request.request_id] = request
             recomputed.append(request.request_id)
             return
-        swap_outs.append(plan)
+        swaps.append(plan)
         self.parked[request.request_id] = request
         if self.limits.is_sync_swaps or is_urgent:
             blocking.add(request.request_id)
@@ -215,7 +224,7 @@ class Scheduler:
         else:
             request.set_status(RequestStatus.SWAPPING_OUT)
 
-    def _start_swap_in(self, request: Request, swap_ins: list[SwapPlan], blocking: set[str],
+    def _start_swap_in(self, request: Request, swaps: list[SwapPlan], blocking: set[str],
                        *, from_waiting: bool = False) -> bool:
         if request.num_host_valid_tokens == 0:  # nothing on the host: (re)compute from scratch
             self.parked.pop(request.request_id, None)
@@ -228,7 +237,7 @@ class Scheduler:
             return False
         if from_waiting:
             self.waiting.popleft()
-        swap_ins.append(plan)
+        swaps.append(plan)
         is_small = (plan.num_blocks <= self.limits.blocking_swap_in_max_blocks
                     and len(self.running) < self.limits.blocking_swap_in_max_batch)
         if self.limits.is_sync_swaps or is_small:
@@ -253,7 +262,7 @@ class Scheduler:
             request.set_status(RequestStatus.SWAPPED)
 
     def _reserve_or_preempt(self, request: Request, num_new: int, chunks: list[ScheduledChunk],
-                            swap_outs: list[SwapPlan], recomputed: list[str],
+                            swaps: list[SwapPlan], recomputed: list[str],
                             blocking: set[str]) -> bool:
         """Reserve GPU KV for a running request's next chunk, preempting the lowest-priority
         running request while memory is short. False if `request` itself was preempted or
@@ -272,7 +281,7 @@ class Scheduler:
             self._kv_exhausted.append(victim.request_id)
             if victim is not request:
                 chunks[:] = [c for c in chunks if c.request is not victim]
-            self._swap_out(victim, swap_outs, recomputed, blocking, is_urgent=True)
+            self._swap_out(victim, swaps, recomputed, blocking, is_urgent=True)
             if victim is request:
                 return False
         return True

@@ -76,12 +76,22 @@ class Swapper:
                 thread.start()
                 self._threads.append(thread)
 
-    def submit(self, plan: SwapPlan) -> CopyJob:
-        """Start a copy. Async: returns at once; sync: returns after the copy completed."""
+    def _new_job(self, plan: SwapPlan) -> CopyJob:
         num_copies = len(plan.extents)
         if self.is_per_layer_copies:
             num_copies = plan.num_blocks * self.gpu_kv.shape[1] * 2
-        job = CopyJob(plan, plan.num_blocks * self.block_bytes, num_copies)
+        return CopyJob(plan, plan.num_blocks * self.block_bytes, num_copies)
+
+    def run_now(self, plan: SwapPlan) -> CopyJob:
+        """Copy on the calling thread (and the current stream), returning once it completed.
+        Used where the data is needed before the next forward pass, and by the baseline."""
+        job = self._new_job(plan)
+        self._execute(job, stream=None)
+        return job
+
+    def submit(self, plan: SwapPlan) -> CopyJob:
+        """Start a copy. Async: returns at once; sync: returns after the copy completed."""
+        job = self._new_job(plan)
         if self._is_cuda and plan.direction is SwapDirection.OUT:
             # The copy must not read K/V before the forward pass that wrote it finished.
             job._compute_ready = torch.cuda.Event()
