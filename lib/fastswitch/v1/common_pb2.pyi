@@ -112,17 +112,21 @@ class SwapStats(_message.Message):
     def __init__(self, num_swap_outs: _Optional[int] = ..., num_swap_ins: _Optional[int] = ..., swap_out_bytes: _Optional[int] = ..., swap_in_bytes: _Optional[int] = ..., num_copies: _Optional[int] = ..., reused_bytes: _Optional[int] = ..., stall_ms: _Optional[float] = ..., copy_ms: _Optional[float] = ..., num_cancelled_swap_outs: _Optional[int] = ..., num_recomputes: _Optional[int] = ..., num_kv_exhausted_preemptions: _Optional[int] = ...) -> None: ...
 
 class KVCapacity(_message.Message):
-    __slots__ = ("block_size", "num_gpu_blocks", "num_free_gpu_blocks", "num_host_blocks", "num_free_host_blocks", "kv_bytes_per_token")
+    __slots__ = ("block_size", "num_gpu_blocks", "num_free_gpu_blocks", "num_host_blocks", "num_free_host_blocks", "kv_bytes_per_token", "mean_extents_per_request", "num_reserved_unused_gpu_blocks")
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_GPU_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     NUM_FREE_GPU_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     NUM_HOST_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     NUM_FREE_HOST_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     KV_BYTES_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MEAN_EXTENTS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    NUM_RESERVED_UNUSED_GPU_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     block_size: int
     num_gpu_blocks: int
     num_free_gpu_blocks: int
     num_host_blocks: int
     num_free_host_blocks: int
     kv_bytes_per_token: int
-    def __init__(self, block_size: _Optional[int] = ..., num_gpu_blocks: _Optional[int] = ..., num_free_gpu_blocks: _Optional[int] = ..., num_host_blocks: _Optional[int] = ..., num_free_host_blocks: _Optional[int] = ..., kv_bytes_per_token: _Optional[int] = ...) -> None: ...
+    mean_extents_per_request: float
+    num_reserved_unused_gpu_blocks: int
+    def __init__(self, block_size: _Optional[int] = ..., num_gpu_blocks: _Optional[int] = ..., num_free_gpu_blocks: _Optional[int] = ..., num_host_blocks: _Optional[int] = ..., num_free_host_blocks: _Optional[int] = ..., kv_bytes_per_token: _Optional[int] = ..., mean_extents_per_request: _Optional[float] = ..., num_reserved_unused_gpu_blocks: _Optional[int] = ...) -> None: ...

@@ -241,6 +241,16 @@ class KVManager:
         self.free_gpu(request)
         self.drop_host_copy(request)
 
+    def allocation_figures(self, requests: list[Request]) -> tuple[float, int]:
+        """(mean GPU extents per request, reserved-but-unused GPU blocks) over `requests`."""
+        tables = [(r, r.gpu_table) for r in requests if r.gpu_table is not None and r.gpu_table.num_blocks]
+        if not tables:
+            return 0.0, 0
+        mean_extents = sum(len(t.extents()) for _, t in tables) / len(tables)
+        unused = sum(t.num_reserved_unused_blocks(min(r.num_tokens, t.num_tokens_capacity))
+                     for r, t in tables)
+        return mean_extents, unused
+
     def check_integrity(self) -> None:
         self.gpu.check_integrity()
         self.host.check_integrity()

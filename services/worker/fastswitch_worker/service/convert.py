@@ -43,7 +43,9 @@ def stop_from_proto(msg: common_pb2.StopConditions) -> StopConditions:
 
 def capacity(engine: Engine) -> common_pb2.KVCapacity:
     kv = engine.kv
+    mean_extents, num_unused = kv.allocation_figures(list(engine.scheduler.running))
     return common_pb2.KVCapacity(
+        mean_extents_per_request=mean_extents, num_reserved_unused_gpu_blocks=num_unused,
         block_size=engine.block_size, num_gpu_blocks=kv.gpu.num_blocks,
         num_free_gpu_blocks=kv.gpu.num_free_blocks, num_host_blocks=kv.host.num_blocks,
         num_free_host_blocks=kv.host.num_free_blocks,

@@ -267,3 +267,18 @@ def test_baseline_reuses_nothing_across_turns() -> None:
     engine.add_request("t2", PROMPT + out["t1"] + [5], stop=stop(), conversation_id="conv")
     assert engine.requests["t2"].num_reused_tokens == 0
     engine.close()
+
+
+@pytest.mark.parametrize("mode, max_extents", [("fastswitch", 2.0), ("baseline", None)])
+def test_allocator_figures_show_block_groups_keep_requests_contiguous(mode, max_extents) -> None:
+    engine = make_engine(mode, block_size=4, max_num_batched_tokens=64)
+    for index in range(4):
+        engine.add_request(f"r{index}", PROMPT + [index] * 20, stop=stop())
+    for _ in range(25):  # prefill, then decode past a 16-token boundary: tables grow
+        engine.step()
+    mean_extents, num_unused = engine.kv.allocation_figures(list(engine.scheduler.running))
+    if max_extents is not None:
+        assert 1.0 <= mean_extents <= max_extents
+    else:  # interleaved single-block allocation: one extent per block, nothing reserved
+        assert mean_extents > 1.0 and num_unused == 0
+    engine.close()
