@@ -111,7 +111,7 @@ def main() -> None:
     prompt_len = 64 if args.quick else 128
     decode_prompt_len = 32
     num_warmup_steps, num_steps = (2, 8) if args.quick else (5, 40)
-    num_repeats = 1 if args.quick else 3
+    num_repeats = 1 if args.quick else 4
     max_num_batched_tokens = 2048
     models = ("tiny",) if args.quick else ("tiny", "small-25m")
     record = run_record(num_threads=num_threads, is_quick=args.quick)
@@ -132,8 +132,9 @@ def main() -> None:
                                num_warmup_steps=1, num_steps=2)
             for batch_size in batch_sizes:
                 runs: dict[str, list[tuple[dict, dict]]] = {mode: [] for mode in MODES}
-                for _ in range(num_repeats):
-                    for mode, engine in engines.items():
+                for repeat in range(num_repeats):  # who goes first alternates: it runs warmer
+                    for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
+                        engine = engines[mode]
                         prefill = measure_prefill(engine, batch_size=batch_size,
                                                   prompt_len=prompt_len)
                         decode = measure_decode(engine, batch_size=batch_size,

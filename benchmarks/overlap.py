@@ -76,9 +76,7 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
         model=model, load_format="dummy", device="cpu", dtype="float32", mode=mode,
         block_size=16, kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.kv_cache_bytes,
         max_num_batched_tokens=max(args.big_len, 512), max_num_seqs=args.batch_size,
-        num_compute_threads=num_threads))
-    if not is_reuse:
-        engine.kv.layout = replace(engine.kv.layout, is_reuse=False)
+        num_compute_threads=num_threads, kv_reuse=is_reuse))
     engine.add_request(BIG, synthetic_tokens(99, args.big_len),
                        stop=StopConditions(max_tokens=args.max_tokens, ignore_eos=True))
     engine.step()  # prefills the big request in one chunk

@@ -7,13 +7,13 @@
 Configurations (16-token blocks in all three):
   baseline             vLLM v0 mode: every swap-out copies the whole context, nothing is kept;
                        each turn prefills its whole prompt;
-  fastswitch_no_reuse  FastSwitch mode (block groups, async copies) with KVLayout.is_reuse off
+  fastswitch_no_reuse  FastSwitch mode (block groups, async copies) with EngineConfig(kv_reuse=False)
                        and no conversation id: isolates what reuse alone saves;
   fastswitch           FastSwitch mode as shipped: a host copy stays valid after swap-in, so a
                        swap-out copies only the blocks written since (from the last, partial
-                       one); a finished turn's KV stays on the host (that retire copy counts as
-                       swapped-out bytes here) and the next turn swaps it in instead of
-                       prefilling it.
+                       one); a finished turn's KV stays on the host (that "retire" copy counts
+                       in the swapped-out total and is also reported apart) and the next turn
+                       swaps it in instead of prefilling it.
 Figures come from engine.swapper.totals and engine.counters. Model: preset "tiny" (the ratios
 do not depend on KV bytes per token; blocks are reported too).
 
@@ -24,7 +24,6 @@ do not depend on KV bytes per token; blocks are reported too).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from _common import (
@@ -49,9 +48,8 @@ def make_engine(config: str, num_threads: int) -> Engine:
     mode = "baseline" if config == "baseline" else "fastswitch"
     engine = Engine(EngineConfig(
         model="tiny", device="cpu", mode=mode, block_size=16, kv_cache_bytes=64 << 20,
-        host_kv_bytes=64 << 20, max_num_batched_tokens=2048, num_compute_threads=num_threads))
-    if config == "fastswitch_no_reuse":
-        engine.kv.layout = dataclasses.replace(engine.kv.layout, is_reuse=False)
+        host_kv_bytes=64 << 20, max_num_batched_tokens=2048, num_compute_threads=num_threads,
+        kv_reuse=config != "fastswitch_no_reuse"))
     return engine
 
 
@@ -60,11 +58,14 @@ def step_until(engine: Engine, request: Request, status: RequestStatus) -> None:
         engine.step()
 
 
-def run_with_preemptions(engine: Engine, request: Request, preempt_every: int) -> int:
+def run_with_preemptions(engine: Engine, request: Request, preempt_every: int) -> tuple[int, int]:
     """Step until the request finishes, preempting and resuming it every `preempt_every`
-    generated tokens. Mutates engine; returns the number of preemptions."""
+    generated tokens. Mutates engine; returns the number of preemptions and the bytes copied
+    out when it finished (FastSwitch keeps a finished turn's KV on the host: "retire")."""
+    out_totals = engine.swapper.totals[SwapDirection.OUT]
     num_preemptions = 0
     num_since_preempt = 0
+    out_bytes_before_finish = out_totals.num_bytes
     while request.finish_reason is None:
         result = engine.step()
         num_since_preempt += sum(len(o.new_token_ids) for o in result.outputs
@@ -76,16 +77,23 @@ def run_with_preemptions(engine: Engine, request: Request, preempt_every: int) -
             step_until(engine, request, RequestStatus.RUNNING)
             num_preemptions += 1
             num_since_preempt = 0
+            out_bytes_before_finish = out_totals.num_bytes
     engine.drain_copies()
-    return num_preemptions
+    return num_preemptions, out_totals.num_bytes - out_bytes_before_finish
 
 
-def figures(engine: Engine, *, num_preemptions: int, num_prefilled_tokens: int) -> dict:
+def figures(engine: Engine, *, num_preemptions: int, num_prefilled_tokens: int,
+            retire_bytes: int) -> dict:
     totals = engine.swapper.totals
     block_bytes = engine.block_bytes
     out, into = totals[SwapDirection.OUT], totals[SwapDirection.IN]
+    preemption_bytes = out.num_bytes - retire_bytes
     return {"num_preemptions": num_preemptions,
             "swap_out_bytes": out.num_bytes, "swap_out_blocks": out.num_bytes // block_bytes,
+            "preemption_swap_out_bytes": preemption_bytes,
+            "preemption_swap_out_blocks": preemption_bytes // block_bytes,
+            "retire_swap_out_bytes": retire_bytes,
+            "num_retired_turns": engine.counters.num_retired_turns,
             "swap_out_jobs": out.num_jobs, "swap_out_copies": out.num_copies,
             "swap_in_bytes": into.num_bytes, "swap_in_blocks": into.num_bytes // block_bytes,
             "swap_in_jobs": into.num_jobs, "swap_in_copies": into.num_copies,
@@ -99,9 +107,9 @@ def growing(config: str, args: argparse.Namespace, num_threads: int) -> dict:
     request = engine.add_request("grow", synthetic_tokens(0, args.prompt_len),
                                  stop=StopConditions(max_tokens=args.num_new_tokens,
                                                      ignore_eos=True))
-    num_preemptions = run_with_preemptions(engine, request, args.preempt_every)
+    num_preemptions, retire_bytes = run_with_preemptions(engine, request, args.preempt_every)
     result = figures(engine, num_preemptions=num_preemptions,
-                     num_prefilled_tokens=args.prompt_len)
+                     num_prefilled_tokens=args.prompt_len, retire_bytes=retire_bytes)
     engine.close()
     return result
 
@@ -112,16 +120,21 @@ def multi_turn(config: str, args: argparse.Namespace, num_threads: int) -> dict:
     prompt = synthetic_tokens(1, args.prompt_len)
     num_preemptions = 0
     num_prefilled = 0
+    retire_bytes = 0
     for turn in range(args.num_turns):
         request = engine.add_request(f"turn-{turn}", prompt, conversation_id=conversation_id,
                                      stop=StopConditions(max_tokens=args.num_new_tokens,
                                                          ignore_eos=True))
         num_prefilled += len(prompt) - request.num_reused_tokens
-        num_preemptions += run_with_preemptions(engine, request, args.preempt_every)
+        num_turn_preemptions, num_turn_retire_bytes = run_with_preemptions(
+            engine, request, args.preempt_every)
+        num_preemptions += num_turn_preemptions
+        retire_bytes += num_turn_retire_bytes
         engine.step()  # let the engine forget the finished turn (and retire its KV)
         user_tokens = synthetic_tokens(turn + 2, args.num_user_tokens)
         prompt = prompt + request.output_token_ids + user_tokens
-    result = figures(engine, num_preemptions=num_preemptions, num_prefilled_tokens=num_prefilled)
+    result = figures(engine, num_preemptions=num_preemptions, num_prefilled_tokens=num_prefilled,
+                     retire_bytes=retire_bytes)
     result["num_turns"] = args.num_turns
     result["last_prompt_len"] = len(prompt) - args.num_user_tokens
     engine.close()
@@ -150,15 +163,19 @@ def main() -> None:
     finish_record(record)
     rows = []
     for scenario, by_config in results.items():
-        base_bytes = by_config["baseline"]["swap_out_bytes"]
+        base = by_config["baseline"]
         for config, result in by_config.items():
-            result["swap_out_bytes_vs_baseline"] = result["swap_out_bytes"] / base_bytes - 1
+            for key in ("swap_out_bytes", "preemption_swap_out_bytes"):
+                result[f"{key}_vs_baseline"] = result[key] / base[key] - 1
             rows.append([scenario, config, result["num_preemptions"], result["swap_out_blocks"],
                          f"{result['swap_out_bytes_vs_baseline']:+.1%}",
+                         result["preemption_swap_out_blocks"],
+                         f"{result['preemption_swap_out_bytes_vs_baseline']:+.1%}",
                          result["swap_in_blocks"], result["swap_out_copies"],
                          result["num_prefilled_prompt_tokens"]])
-    print_table(["scenario", "config", "preemptions", "out blocks", "out vs baseline",
-                 "in blocks", "out copies", "prefilled tokens"], rows)
+    print_table(["scenario", "config", "preemptions", "out blocks", "vs baseline",
+                 "of which preemptions", "vs baseline", "in blocks", "out copies",
+                 "prefilled tokens"], rows)
     write_json(args.out, {
         "benchmark": "reuse",
         "run": record,

@@ -16,7 +16,8 @@ class SwitchMode(enum.Enum):
 class EngineConfig:
     model: str = "tiny"  # checkpoint directory or preset name (dummy weights)
     load_format: str = "auto"  # auto | safetensors | dummy
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
+    # auto: the checkpoint's dtype (fp16 becomes fp32 on CPU) | float32 | bfloat16 | float16
+    dtype: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     mode: SwitchMode = SwitchMode.FASTSWITCH
@@ -26,6 +27,8 @@ class EngineConfig:
     kv_cache_bytes: int | None = None
     host_kv_bytes: int = 1 << 30
     max_group_blocks: int = 64
+    # FastSwitch mode: keep host copies valid across swap-ins and conversation turns.
+    kv_reuse: bool = True
     max_num_batched_tokens: int = 512
     max_num_seqs: int = 64
     max_model_len: int | None = None  # default: the model's max_position_embeddings

@@ -17,7 +17,7 @@ from fastswitch_worker.engine.block_allocator import OutOfBlocksError
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV, SwapPlan
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
-from fastswitch_worker.engine.loader import load_model
+from fastswitch_worker.engine.loader import load_model, read_model_dtype
 from fastswitch_worker.engine.model_config import parse_dtype
 from fastswitch_worker.engine.model_runner import ModelRunner
 from fastswitch_worker.engine.outputs import (
@@ -55,17 +55,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Engine:
+    def _weights_dtype(self, config: EngineConfig) -> torch.dtype | str:
+        """"auto" keeps the checkpoint's dtype, except fp16 on CPU (poorly supported there)."""
+        if config.dtype != "auto":
+            return parse_dtype(config.dtype)
+        if self.device.type == "cpu":
+            config_dtype = read_model_dtype(config.model)
+            if config_dtype is torch.float16:
+                return torch.float32
+        return "auto"
+
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         torch.set_num_threads(config.compute_threads())  # process-wide by nature
-        dtype = config.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.dtype = parse_dtype(dtype)
         self.model, self.model_config = load_model(
-            config.model, dtype=self.dtype, device=self.device,
+            config.model, dtype=self._weights_dtype(config), device=self.device,
             load_format=config.load_format, seed=config.seed)
+        self.dtype = self.model_config.torch_dtype  # the KV cache matches the weights
         self.tokenizer = load_tokenizer(config.model, self.model_config)
         self.max_model_len = config.max_model_len or self.model_config.max_position_embeddings
         self.block_size = config.block_size_for_mode
@@ -77,7 +84,8 @@ class Engine:
         is_fast = config.is_fastswitch
         self.kv = KVManager(KVLayout(
             block_size=self.block_size, num_gpu_blocks=pools.num_gpu_blocks,
-            num_host_blocks=pools.num_host_blocks, is_block_groups=is_fast, is_reuse=is_fast,
+            num_host_blocks=pools.num_host_blocks, is_block_groups=is_fast,
+            is_reuse=is_fast and config.kv_reuse,
             max_group_blocks=config.max_group_blocks))
         self.scheduler = Scheduler(self.kv, SchedulerLimits(
             max_num_batched_tokens=config.max_num_batched_tokens,
@@ -265,7 +273,7 @@ class Engine:
         request.set_status(RequestStatus.FINISHED)
         self.scheduler.remove(request)
         self.runner.sampler.forget(request.request_id)
-        if self.config.is_fastswitch and request.conversation_id and request.num_computed_tokens:
+        if self.kv.layout.is_reuse and request.conversation_id and request.num_computed_tokens:
             try:
                 plan = self.kv.plan_swap_out(request)
             except OutOfBlocksError:

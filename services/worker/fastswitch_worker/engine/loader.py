@@ -53,6 +53,17 @@ def read_model_config(directory: str | os.PathLike[str]) -> ModelConfig:
         raise ModelLoadError(f"{config_path}: {exc}") from exc
 
 
+def read_model_dtype(model: str | os.PathLike[str]) -> torch.dtype | None:
+    """The dtype a preset or checkpoint directory declares; None when neither is readable
+    (load_model then reports the problem)."""
+    try:
+        if str(model) in PRESETS:
+            return PRESETS[str(model)].torch_dtype
+        return read_model_config(model).torch_dtype
+    except (ModelLoadError, ValueError):
+        return None
+
+
 def load_model(
     model: str | os.PathLike[str],
     *,

@@ -169,7 +169,8 @@ class Scheduler:
         scheduled = {c.request.request_id for c in chunks}
         for plan in swaps:
             if (plan.direction is SwapDirection.IN and plan.request_id in blocking
-                    and plan.request_id not in scheduled and budget > 0):
+                    and plan.request_id not in scheduled and budget > 0
+                    and len(chunks) < self.limits.max_num_seqs):
                 request = next(r for r in self.running if r.request_id == plan.request_id)
                 num_new = min(request.num_uncomputed_tokens, budget)
                 if self.kv.reserve_gpu(request, request.num_computed_tokens + num_new):
@@ -217,7 +218,8 @@ class Scheduler:
             return
         swaps.append(plan)
         self.parked[request.request_id] = request
-        if self.limits.is_sync_swaps or is_urgent:
+        # Nothing to copy (the host copy is still valid): done at once, no job in flight.
+        if self.limits.is_sync_swaps or is_urgent or plan.num_blocks == 0:
             blocking.add(request.request_id)
             request.set_status(RequestStatus.SWAPPED)
             self.kv.complete_swap_out(request, plan, is_cancelled=False)
