@@ -28,6 +28,7 @@ from fastswitch_worker.engine.presets import get_preset
 
 TENANTS = (TenantSpec("alpha", 1.0, 0.5), TenantSpec("beta", 1.0, 0.3), TenantSpec("gamma", 2.0, 0.2))
 MODES = (SwitchMode.BASELINE, SwitchMode.FASTSWITCH)
+COMPUTE_THREADS = max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Scale:
 
 
 QUICK = Scale(16, 2.0, 0.2, 0.5, 640, 96 << 20, 2 << 30)
-FULL = Scale(120, 1.0, 0.5, 2.0, 2048, 256 << 20, 6 << 30)
+FULL = Scale(64, 1.0, 0.4, 2.0, 1536, 192 << 20, 6 << 30)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,15 +104,18 @@ def _workload(args: argparse.Namespace, scale: Scale) -> Workload:
 
 async def _run_config(args, scale: Scale, model: str, vocab_size: int, workload: Workload,
                       mode: SwitchMode, address: str | None):
+    # Both configurations compute with the same threads; FastSwitch's copy threads get the
+    # core(s) left over, the baseline copies on its compute thread.
     engine = EngineConfig(model=model, mode=mode, block_size=16,
                           kv_cache_bytes=args.kv_cache_bytes or scale.kv_cache_bytes,
                           host_kv_bytes=scale.host_kv_bytes, max_num_batched_tokens=256,
-                          seed=args.seed)
+                          seed=args.seed, num_compute_threads=COMPUTE_THREADS)
     scheduler = SchedulerConfig(listen="127.0.0.1:0", model=model, policy=args.policy,
                                 tick_ms=args.tick_ms, trace_pattern=args.pattern,
                                 trace_update_probability=args.update_probability,
                                 trace_seed=args.seed)
     settings = {"mode": mode.value, "model": model, "block_size": engine.block_size_for_mode,
+                "compute_threads": COMPUTE_THREADS,
                 "policy": args.policy, "kv_cache_bytes": engine.kv_cache_bytes,
                 "host_kv_bytes": engine.host_kv_bytes}
     if address is not None:

@@ -36,6 +36,8 @@ from fastswitch_worker.engine.sequence import (
 )
 from fastswitch_worker.engine.swapper import CopyJob, Swapper
 
+IDLE_COPY_WAIT_S = 0.005
+
 
 class InvalidRequestError(ValueError):
     """The request cannot be served as given (empty or oversized prompt, duplicate id...)."""
@@ -169,6 +171,11 @@ class Engine:
     def has_unfinished_requests(self) -> bool:
         return any(not r.status.is_done for r in self.requests.values()) or bool(self._inflight)
 
+    def has_work(self) -> bool:
+        """Whether step() would do anything: compute, copies to apply, outputs to emit.
+        Requests parked in host memory wait for a resume and are no work by themselves."""
+        return self.scheduler.has_work() or bool(self._inflight) or bool(self._pending_outputs)
+
     # ---- the step -------------------------------------------------------------------------
     def step(self) -> StepResult:
         """Mutates everything: one iteration of the engine loop."""
@@ -177,6 +184,10 @@ class Engine:
         self._poll_copies(wait=False)
         output = self.scheduler.schedule()
         self._start_copies(output)
+        if not output.chunks and self._inflight:
+            # Nothing to compute until a copy lands: wait for it rather than spin (idle
+            # time, not a stall: there is nothing to overlap with).
+            self._inflight[0].job.wait_for(IDLE_COPY_WAIT_S)
         samples = self.runner.run(output.chunks) if output.chunks else {}
         outputs = self._pending_outputs
         self._pending_outputs = []

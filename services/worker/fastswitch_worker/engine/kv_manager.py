@@ -71,29 +71,52 @@ class KVManager:
         self.host = BlockAllocator(layout.num_host_blocks, max_group_blocks=layout.max_group_blocks,
                                    is_contiguous=layout.is_block_groups)
         self.conversations = ConversationCache()
+        self._gpu_owners: dict[str, Request] = {}  # requests holding a GPU table
         # Requests whose host copy may be dropped under pressure (not swapped out).
         self._droppable_host_copies: dict[str, Request] = {}
         self.evicted_conversation_ids: list[str] = []  # drained by the engine each step
 
     # ---- GPU side -------------------------------------------------------------------------
     def _new_table(self, allocator: BlockAllocator) -> BlockTable:
-        max_group = self.layout.max_group_blocks if self.layout.is_block_groups else 1
+        # A group never exceeds an eighth of its pool: one request's reservation must not
+        # crowd out the others on a small pool.
+        max_group = min(self.layout.max_group_blocks, max(1, allocator.num_blocks // 8))
+        max_group = max_group if self.layout.is_block_groups else 1
         return BlockTable(allocator, self.layout.block_size, max_group_blocks=max_group)
 
     def reserve_gpu(self, request: Request, num_tokens: int) -> bool:
-        """Grow the request's GPU table to cover num_tokens; False (nothing changed) if full."""
+        """Grow the request's GPU table to cover num_tokens; False (nothing changed) if full.
+
+        Block groups reserve ahead of need; when the pool runs short, other requests' unused
+        reservations are returned first, so no request waits while enough blocks exist.
+        """
         if request.gpu_table is None:
             request.gpu_table = self._new_table(self.gpu)
-        try:
-            request.gpu_table.ensure_capacity(num_tokens)
-        except OutOfBlocksError:
-            return False
-        return True
+            self._gpu_owners[request.request_id] = request
+        for attempt in range(2):
+            try:
+                request.gpu_table.ensure_capacity(num_tokens)
+                return True
+            except OutOfBlocksError:
+                if attempt == 0 and not self._reclaim_reservations(request):
+                    break
+        if request.gpu_table.num_blocks == 0:
+            self.free_gpu(request)
+        return False
+
+    def _reclaim_reservations(self, requester: Request) -> bool:
+        """Trim every other table to the tokens it holds; True if any block came back."""
+        num_free_before = self.gpu.num_free_blocks
+        for owner in self._gpu_owners.values():
+            if owner is not requester and owner.gpu_table is not None:
+                owner.gpu_table.truncate(max(owner.num_tokens, owner.num_computed_tokens))
+        return self.gpu.num_free_blocks > num_free_before
 
     def free_gpu(self, request: Request) -> None:
         if request.gpu_table is not None:
             request.gpu_table.free_all()
             request.gpu_table = None
+        self._gpu_owners.pop(request.request_id, None)
 
     def num_blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.layout.block_size)

@@ -112,7 +112,9 @@ class Scheduler:
             self.waiting.remove(request)
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self._pending_resumes)
+        """Something to compute or to start: parked requests alone are no work."""
+        return bool(self.waiting or self.running or self._pending_resumes
+                    or self._pending_preempts)
 
     # ---- the step -------------------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:

@@ -38,6 +38,10 @@ class CopyJob:
         """Non-blocking completion check."""
         return self._done.is_set()
 
+    def wait_for(self, timeout_s: float) -> bool:
+        """Block up to timeout_s for completion; True when done. Does not raise."""
+        return self._done.wait(timeout_s)
+
     def wait(self) -> None:
         """Block until the copy finished; raises the copy's error if it failed."""
         self._done.wait()

@@ -57,10 +57,10 @@ class EngineLoop:
         engine = self.engine
         try:
             while True:
-                timeout = 0 if engine.has_unfinished_requests() else IDLE_POLL_S
+                timeout = 0 if engine.has_work() else IDLE_POLL_S
                 if not self._apply_commands(engine, timeout):
                     break
-                if engine.has_unfinished_requests():
+                if engine.has_work():
                     self._on_step(engine.step())
         except BaseException:
             log.exception("engine loop crashed")
