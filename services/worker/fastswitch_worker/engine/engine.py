@@ -7,15 +7,11 @@ threads; the engine only waits for one where the data is needed now.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import torch
 
 from fastswitch.tokenizer import load_tokenizer
-from fastswitch_worker.engine.block_allocator import OutOfBlocksError
 from fastswitch_worker.engine.config import EngineConfig
-from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV, SwapPlan
+from fastswitch_worker.engine.kv_manager import KVLayout, KVManager
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
 from fastswitch_worker.engine.loader import load_model, read_model_dtype
 from fastswitch_worker.engine.model_config import parse_dtype
@@ -34,20 +30,14 @@ from fastswitch_worker.engine.sequence import (
     SamplingParams,
     StopConditions,
 )
-from fastswitch_worker.engine.swapper import CopyJob, Swapper
+from fastswitch_worker.engine.swap_executor import SwapExecutor
+from fastswitch_worker.engine.swapper import Swapper
 
 IDLE_COPY_WAIT_S = 0.005
 
 
 class InvalidRequestError(ValueError):
     """The request cannot be served as given (empty or oversized prompt, duplicate id...)."""
-
-
-@dataclass(eq=False)
-class _InflightCopy:
-    job: CopyJob
-    request: Request
-    is_retire: bool  # a finished turn's KV on its way to the conversation cache
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,11 +89,12 @@ class Engine:
         self.runner = ModelRunner(self.model, pools.gpu_kv, self.block_size)
         self.requests: dict[str, Request] = {}
         self.counters = SwapCounters()
-        self._inflight: list[_InflightCopy] = []
+        self.copies = SwapExecutor(self.swapper, self.scheduler, self.kv, self.counters,
+                                   block_bytes=self.block_bytes,
+                                   on_done_and_idle=self._release_if_idle)
         self._pending_outputs: list[RequestOutput] = []
         self._reported_status: dict[str, RequestStatus] = {}
         self._reasons: dict[str, str] = {}
-        self._published: list[PublishedKV] = []
         self._step = 0
 
     # ---- commands -------------------------------------------------------------------------
@@ -169,25 +160,28 @@ class Engine:
         return request
 
     def has_unfinished_requests(self) -> bool:
-        return any(not r.status.is_done for r in self.requests.values()) or bool(self._inflight)
+        return (any(not r.status.is_done for r in self.requests.values())
+                or bool(self.copies.inflight))
 
     def has_work(self) -> bool:
         """Whether step() would do anything: compute, copies to apply, outputs to emit.
         Requests parked in host memory wait for a resume and are no work by themselves."""
-        return self.scheduler.has_work() or bool(self._inflight) or bool(self._pending_outputs)
+        return (self.scheduler.has_work() or bool(self.copies.inflight)
+                or bool(self._pending_outputs))
 
     # ---- the step -------------------------------------------------------------------------
     def step(self) -> StepResult:
         """Mutates everything: one iteration of the engine loop."""
         self._step += 1
         stall_start_ms = self.counters.stall_ms
-        self._poll_copies(wait=False)
+        self.copies.poll(wait=False)
         output = self.scheduler.schedule()
-        self._start_copies(output)
-        if not output.chunks and self._inflight:
+        self._count_preemptions(output)
+        self.copies.start(output, self.requests)
+        if not output.chunks:
             # Nothing to compute until a copy lands: wait for it rather than spin (idle
             # time, not a stall: there is nothing to overlap with).
-            self._inflight[0].job.wait_for(IDLE_COPY_WAIT_S)
+            self.copies.wait_for_any(IDLE_COPY_WAIT_S)
         samples = self.runner.run(output.chunks) if output.chunks else {}
         outputs = self._pending_outputs
         self._pending_outputs = []
@@ -201,99 +195,19 @@ class Engine:
             outputs.append(self._output(request, 1))
             if request.finish_reason is not None:
                 self._finish(request)
-        published, self._published = self._published, []
+        published, self.copies.published = self.copies.published, []
         evicted, self.kv.evicted_conversation_ids = self.kv.evicted_conversation_ids, []
         return StepResult(self._step, tuple(outputs), self._state_changes(), tuple(published),
                           tuple(evicted), output.num_batched_tokens,
                           self.counters.stall_ms - stall_start_ms)
 
-    def _start_copies(self, output: SchedulerOutput) -> None:
-        self.counters.num_recomputes += len(output.recomputed_ids)
-        for request_id in output.kv_exhausted_ids:
-            self.counters.num_kv_exhausted_preemptions += 1
-            self._reasons[request_id] = "kv_exhausted"
-        for inflight in self._inflight:
-            if inflight.request.request_id in output.cancelled_swap_out_ids:
-                inflight.job.is_cancelled = True
-                self.counters.num_cancelled_swap_outs += 1
-        for plan in output.swaps:  # in planning order (see SchedulerOutput.swaps)
-            request = self.requests[plan.request_id]
-            self._count_plan(plan)
-            if plan.request_id in output.blocking_ids:
-                # The scheduler already completed its transition: copy now, on this thread,
-                # before any later plan of this step can write the blocks it reads.
-                start = time.perf_counter()
-                job = self.swapper.run_now(plan)
-                self._add_stall((time.perf_counter() - start) * 1e3)
-                job.wait()  # raises a failed copy's error
-            else:
-                request.num_inflight_copies += 1
-                self._inflight.append(_InflightCopy(self.swapper.submit(plan), request, is_retire=False))
-
-    def _count_plan(self, plan: SwapPlan, *, is_retire: bool = False) -> None:
-        if is_retire:
-            self.counters.num_retired_turns += 1  # a finished turn's KV kept for the next turn
-        elif plan.direction.value == "out":
-            self.counters.num_swap_outs += 1
-        if plan.direction.value == "out":
-            needed_blocks = self.kv.num_blocks_for(plan.num_tokens)
-            self.counters.reused_bytes += (needed_blocks - plan.num_blocks) * self.block_bytes
-        else:
-            self.counters.num_swap_ins += 1
-
-    def _wait(self, job: CopyJob) -> None:
-        """Wait for an asynchronous copy on the engine thread; the time counts as stall."""
-        start = time.perf_counter()
-        job.wait()
-        self._add_stall((time.perf_counter() - start) * 1e3)
-
-    def _add_stall(self, stall_ms: float) -> None:
-        self.counters.stall_ms += stall_ms
-        self.counters.stall_samples_ms.append(stall_ms)
-
-    def _poll_copies(self, *, wait: bool) -> None:
-        """Mutates: applies every finished copy (all of them when wait=True)."""
-        still_running = []
-        for inflight in self._inflight:
-            if wait and not inflight.job.is_done():
-                self._wait(inflight.job)
-            if inflight.job.is_done():
-                self._complete(inflight)
-            else:
-                still_running.append(inflight)
-        self._inflight = still_running
-
-    def _complete(self, inflight: _InflightCopy) -> None:
-        job, request = inflight.job, inflight.request
-        job.wait()  # raises the copy's error, if any
-        request.num_inflight_copies -= 1
-        plan = job.plan
-        if inflight.is_retire:
-            self.kv.complete_swap_out(request, plan, is_cancelled=False)
-            self._published.append(self.kv.retire(request))
-        elif request.status.is_done:
-            pass
-        elif plan.direction.value == "out":
-            self.scheduler.finish_swap_out(request, plan, is_cancelled=job.is_cancelled)
-        else:
-            self.scheduler.finish_swap_in(request, plan)
-        if request.status.is_done:
-            self._release_if_idle(request)
-
     def _finish(self, request: Request) -> None:
         request.set_status(RequestStatus.FINISHED)
         self.scheduler.remove(request)
         self.runner.sampler.forget(request.request_id)
-        if self.kv.layout.is_reuse and request.conversation_id and request.num_computed_tokens:
-            try:
-                plan = self.kv.plan_swap_out(request)
-            except OutOfBlocksError:
-                self.kv.release(request)
-                return
-            self._count_plan(plan, is_retire=True)
-            request.num_inflight_copies += 1
-            self._inflight.append(_InflightCopy(self.swapper.submit(plan), request, is_retire=True))
-        else:
+        is_kept = (self.kv.layout.is_reuse and request.conversation_id
+                   and request.num_computed_tokens and self.copies.start_retire(request))
+        if not is_kept:
             self._release_if_idle(request)
 
     def _release_if_idle(self, request: Request) -> None:
@@ -321,10 +235,16 @@ class Engine:
                              request.finish_reason, request.num_prompt_tokens,
                              len(request.output_token_ids), request.num_reused_tokens)
 
+    def _count_preemptions(self, output: SchedulerOutput) -> None:
+        self.counters.num_recomputes += len(output.recomputed_ids)
+        for request_id in output.kv_exhausted_ids:
+            self.counters.num_kv_exhausted_preemptions += 1
+            self._reasons[request_id] = "kv_exhausted"
+
     # ---- lifecycle ------------------------------------------------------------------------
     def drain_copies(self) -> None:
         """Mutates: waits for every in-flight copy and applies it."""
-        self._poll_copies(wait=True)
+        self.copies.poll(wait=True)
 
     def close(self) -> None:
         self.drain_copies()

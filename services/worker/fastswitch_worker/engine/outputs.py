@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastswitch_worker.engine.kv_manager import PublishedKV
 from fastswitch_worker.engine.sequence import FinishReason, RequestStatus
@@ -49,5 +49,4 @@ class SwapCounters:
     num_kv_exhausted_preemptions: int = 0
     reused_bytes: int = 0  # swap-out bytes not copied because the host copy was still valid
     num_reused_prompt_tokens: int = 0  # prompt tokens swapped in from a previous turn
-    stall_ms: float = 0.0
-    stall_samples_ms: list[float] = field(default_factory=list)
+    stall_ms: float = 0.0  # the engine thread waited on copies instead of computing

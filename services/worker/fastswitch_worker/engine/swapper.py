@@ -38,8 +38,9 @@ class CopyJob:
         """Non-blocking completion check."""
         return self._done.is_set()
 
-    def wait_for(self, timeout_s: float) -> bool:
-        """Block up to timeout_s for completion; True when done. Does not raise."""
+    def wait_for(self, timeout_s: float | None) -> bool:
+        """Block up to timeout_s (None: no limit) for completion; True when done. Does not
+        raise; wait() reports a failed copy."""
         return self._done.wait(timeout_s)
 
     def wait(self) -> None:
