@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 
 import grpc
 
@@ -232,8 +233,10 @@ class SchedulerCore:
             priority=request.priority)
 
 
+@dataclass(frozen=True)
 class _Specials:
-    def __init__(self, vocab_size: int, eos_token_ids: tuple[int, ...], bos_token_id: int | None) -> None:
-        self.vocab_size = vocab_size
-        self.eos_token_ids = eos_token_ids
-        self.bos_token_id = bos_token_id
+    """The model facts a worker announces, as the tokenizer wants them."""
+
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+    bos_token_id: int | None

@@ -62,7 +62,8 @@ class WorkerService:
         hello = worker_pb2.WorkerHello(
             worker_id=self.config.worker_id, model=self.config.engine.model,
             max_model_len=min(engine.max_model_len, engine.kv.layout.num_gpu_blocks * engine.block_size),
-            capacity=convert.capacity(engine), vocab_size=mc.vocab_size,
+            # The engine thread's latest snapshot: reading live engine state from here races.
+            capacity=self.latest_stats.capacity, vocab_size=mc.vocab_size,
             eos_token_ids=engine.tokenizer.eos_token_ids, mode=self.config.engine.mode.value)
         if engine.tokenizer.bos_token_id is not None:
             hello.bos_token_id = engine.tokenizer.bos_token_id
