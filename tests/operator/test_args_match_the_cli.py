@@ -1,0 +1,39 @@
+"""The flags the operator writes into pods are flags the `fastswitch` command accepts, so a
+renamed CLI option fails here rather than in a crash-looping pod."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastswitch_cli.main import build_parser
+from fastswitch_operator.children import build_children
+from fastswitch_operator.spec import Images, parse_spec
+
+IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+SPECS = [
+    {"model": {"preset": "tiny"}},
+    {"model": {"preset": "tiny", "dtype": "bfloat16"},
+     "workers": {"mode": "baseline", "blockSize": 8, "hostSwapBytes": "2Gi", "drainTimeoutSeconds": 5},
+     "scheduler": {"policy": "trace", "trace": {"pattern": "random", "updateProbability": 0.02, "seed": 3}}},
+    {"model": {"preset": "tiny"},
+     "scheduler": {"policy": "vtc", "vtc": {"preemptThreshold": 128},
+                   "tenantsSecret": {"name": "tenants", "key": "tenants.json"}}},
+]
+
+
+def fastswitch_containers(children: list[dict]) -> list[dict]:
+    containers = []
+    for child in children:
+        template = child.get("spec", {}).get("template")
+        if template:
+            containers += [c for c in template["spec"]["containers"] if c.get("command") == ["fastswitch"]]
+    return containers
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_service_container_parses_with_the_real_cli(spec: dict) -> None:
+    containers = fastswitch_containers(build_children(parse_spec("demo", "ns", spec, IMAGES)))
+    assert {c["args"][0] for c in containers} == {"worker", "scheduler", "kvstore"}
+    for container in containers:
+        args = build_parser(container["args"][0]).parse_args(container["args"])
+        assert args.command == container["args"][0]
