@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -21,10 +22,11 @@ from fastswitch_bench.replay import replay, tenant_token
 from fastswitch_bench.report import summary_table, write_report
 from fastswitch_bench.sharegpt import load_sharegpt
 from fastswitch_bench.workload import TenantSpec, Workload, synthesize
-from fastswitch_cli.local_stack import local_stack
+from fastswitch_cli.process_stack import process_stack
 from fastswitch_scheduler.config import POLICIES, SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
-from fastswitch_worker.engine.presets import get_preset
+from fastswitch_worker.engine.loader import read_model_config
+from fastswitch_worker.engine.presets import PRESETS
 
 TENANTS = (TenantSpec("alpha", 1.0, 0.5), TenantSpec("beta", 1.0, 0.3), TenantSpec("gamma", 2.0, 0.2))
 MODES = (SwitchMode.BASELINE, SwitchMode.FASTSWITCH)
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     logs.configure("warning", service="bench")
     scale = QUICK if args.quick else FULL
     model = args.model or ("bench-8b-kv" if torch.cuda.is_available() else "bench-8b-kv-cpu")
-    vocab_size = get_preset(model).vocab_size if not os.path.isdir(model) else 0
+    vocab_size = (PRESETS[model] if model in PRESETS else read_model_config(model)).vocab_size
     workload = _workload(args, scale)
     targets = dict(a.split("=", 1) for a in args.addr)
     if targets and set(targets) != {m.value for m in MODES}:
@@ -110,7 +112,7 @@ async def _run_config(args, scale: Scale, model: str, vocab_size: int, workload:
                           kv_cache_bytes=args.kv_cache_bytes or scale.kv_cache_bytes,
                           host_kv_bytes=scale.host_kv_bytes, max_num_batched_tokens=256,
                           seed=args.seed, num_compute_threads=COMPUTE_THREADS)
-    scheduler = SchedulerConfig(listen="127.0.0.1:0", model=model, policy=args.policy,
+    scheduler = SchedulerConfig(model=model, policy=args.policy,
                                 tick_ms=args.tick_ms, trace_pattern=args.pattern,
                                 trace_update_probability=args.update_probability,
                                 trace_seed=args.seed)
@@ -122,10 +124,11 @@ async def _run_config(args, scale: Scale, model: str, vocab_size: int, workload:
         return await _measure(address, workload, vocab_size, args.seed, mode.value, settings)
     tenants = {"tokens": {tenant_token(t.name): t.name for t in TENANTS},
                "weights": {t.name: t.weight for t in TENANTS}, "admins": [TENANTS[0].name]}
-    async with local_stack(engine=engine, scheduler=scheduler, tenants=tenants,
-                           redis_url=os.environ.get("REDIS_URL")) as stack:
-        vocab_size = vocab_size or stack.scheduler.core.vocab_size
-        return await _measure(stack.address, workload, vocab_size, args.seed, mode.value, settings)
+    log_dir = Path(args.out) / "logs" / mode.value
+    with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir, tenants=tenants,
+                       redis_url=os.environ.get("REDIS_URL"), log_level="warning") as stack:
+        return await _measure(stack.scheduler_address, workload, vocab_size, args.seed,
+                              mode.value, settings)
 
 
 async def _measure(address: str, workload: Workload, vocab_size: int, seed: int, name: str,

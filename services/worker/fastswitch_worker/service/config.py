@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=512)
     parser.add_argument("--max-num-seqs", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compute-threads", type=int, default=None,
+                        help="torch intra-op threads (default: leave a core per copy thread)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--log-level", default=env("FASTSWITCH_LOG_LEVEL", "info"))
 
@@ -67,7 +69,7 @@ def from_args(args: argparse.Namespace) -> WorkerConfig:
         seed=args.seed, mode=SwitchMode(args.mode), block_size=args.block_size,
         gpu_memory_fraction=args.kv_memory_fraction, kv_cache_bytes=args.kv_cache_bytes,
         host_kv_bytes=args.host_swap_bytes, max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs)
+        max_num_seqs=args.max_num_seqs, num_compute_threads=args.compute_threads)
     return WorkerConfig(engine=engine, listen=args.listen, worker_id=args.worker_id,
                         advertise_address=args.advertise_address, kvstore_addr=args.kvstore_addr,
                         drain_timeout_s=args.drain_timeout_s, log_level=args.log_level)
