@@ -225,7 +225,8 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
                 f"spec.scheduler.{params_policy} is only used by policy {params_policy}"
             )
     return SchedulerSpec(
-        replicas=scheduler.get("replicas", "integer", 1, low=1),
+        # One scheduler owns the workers' sessions: a second would take them over.
+        replicas=scheduler.get("replicas", "integer", 1, low=1, high=1),
         policy=policy,
         tick_ms=scheduler.get("tickMs", "integer", 10, low=1, high=60000),
         policy_params=params,

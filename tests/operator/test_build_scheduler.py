@@ -58,9 +58,9 @@ def test_scheduler_mounts_the_model_for_its_tokenizer():
     assert mounts["model"] == {"name": "model", "mountPath": "/models", "readOnly": True}
 
 
-def test_service_type_and_replicas_follow_the_spec():
-    built = cluster(replicas=2, serviceType="LoadBalancer")
-    assert build_scheduler_deployment(built)["spec"]["replicas"] == 2
+def test_service_type_follows_the_spec_and_one_scheduler_owns_the_workers():
+    built = cluster(serviceType="LoadBalancer")
+    assert build_scheduler_deployment(built)["spec"]["replicas"] == 1
     service = build_scheduler_service(built)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["ports"] == [{"name": "grpc", "port": names.SCHEDULER_PORT,

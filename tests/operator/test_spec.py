@@ -149,3 +149,8 @@ def test_long_names_are_refused_because_children_add_suffixes():
     parse(MINIMAL, name="a" * 40)
     with pytest.raises(InvalidSpecError, match="at most 40 characters"):
         parse(MINIMAL, name="a" * 41)
+
+
+def test_a_second_scheduler_is_refused_because_it_would_take_the_workers_over():
+    with pytest.raises(InvalidSpecError, match="scheduler.replicas"):
+        parse({"model": {"preset": "tiny"}, "scheduler": {"replicas": 2}})
