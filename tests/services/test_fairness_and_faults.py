@@ -87,7 +87,7 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
         kv = kvstore_pb2_grpc.KVStoreStub(kv_channel)
         for _ in range(200):  # the worker publishes once the turn's KV is in host memory
             try:
-                entry = (await kv.LookupKV(kvstore_pb2.LookupKVRequest(conversation_id="chat-1"))).entry
+                entry = (await kv.LookupKV(kvstore_pb2.LookupKVRequest(conversation_id="alice:chat-1"))).entry
                 break
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.02)
@@ -100,6 +100,22 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
         holder = next(w for w in stack.workers if w.config.worker_id == entry.worker_id)
         assert holder.service.latest_stats.swap.num_swap_ins >= 1
     assert final.usage.num_reused_prompt_tokens == len(first_prompt) + len(answer) - 1
+
+
+async def test_another_tenant_cannot_reuse_a_conversation_by_naming_it(stack_factory) -> None:
+    async with stack_factory() as stack:
+        first_prompt = prompt_of(1)
+        sink: list = []
+        answer = await stream(stack.stub, request(first_prompt, 10, conversation_id="chat-1"), "tok-a", sink)
+        await asyncio.sleep(0.3)  # the turn's KV lands in host memory
+        sink.clear()
+        await stream(stack.stub, request(first_prompt + answer + [5], 4, conversation_id="chat-1"),
+                     "tok-b", sink)
+        assert sink[-1].usage.num_reused_prompt_tokens == 0
+        sink.clear()
+        await stream(stack.stub, request(first_prompt + answer + [5], 4, conversation_id="chat-1"),
+                     "tok-a", sink)
+        assert sink[-1].usage.num_reused_prompt_tokens == len(first_prompt) + len(answer) - 1
 
 
 async def test_a_killed_worker_moves_its_requests_and_others_are_unaffected(
@@ -141,7 +157,7 @@ async def test_kvstore_restart_keeps_the_index(stack_factory) -> None:
         port = await stack.restart_kvstore()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             entry = (await kvstore_pb2_grpc.KVStoreStub(channel).LookupKV(
-                kvstore_pb2.LookupKVRequest(conversation_id="keep-me"))).entry
+                kvstore_pb2.LookupKVRequest(conversation_id="alice:keep-me"))).entry
     assert entry.worker_id == "worker-0"
     assert entry.num_tokens == 13 + 5 - 1
 

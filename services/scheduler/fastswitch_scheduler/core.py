@@ -112,7 +112,7 @@ class SchedulerCore:
         if not links:
             return  # routed by the tick once a worker is ready
         if request.conversation_id and self.kv_lookup is not None:
-            holder = await self.kv_lookup.worker_of(request.conversation_id)
+            holder = await self.kv_lookup.worker_of(request.scoped_conversation_id)
             for link in links:
                 if link.worker_id == holder:
                     request.worker_id = link.worker_id
@@ -229,7 +229,7 @@ class SchedulerCore:
         stop.max_tokens = request.num_remaining_tokens
         return worker_pb2.AdmitCommand(
             request_id=request.request_id, prompt_token_ids=request.admit_prompt(),
-            sampling=request.sampling, stop=stop, conversation_id=request.conversation_id,
+            sampling=request.sampling, stop=stop, conversation_id=request.scoped_conversation_id,
             priority=request.priority)
 
 

@@ -68,6 +68,12 @@ class ClusterRequest:
         """Estimate of the GPU KV this request occupies soon if it runs."""
         return self.num_tokens + min(self.num_remaining_tokens, headroom_tokens)
 
+    @property
+    def scoped_conversation_id(self) -> str:
+        """The conversation id workers and the kvstore see: scoped to the tenant, so one
+        tenant can neither reuse nor evict another's conversation KV by naming it."""
+        return f"{self.tenant.name}:{self.conversation_id}" if self.conversation_id else ""
+
     def admit_prompt(self) -> list[int]:
         """What a worker must prefill: the prompt, plus tokens already generated elsewhere."""
         return self.prompt_token_ids + self.generated_token_ids
