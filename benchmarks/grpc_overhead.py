@@ -10,16 +10,16 @@ import argparse
 import asyncio
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import grpc
-import torch
 
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from fastswitch_bench.machine import machine_description
 from fastswitch_bench.stats import percentiles
-from fastswitch_cli.local_stack import local_stack
+from fastswitch_cli.process_stack import process_stack
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
@@ -48,10 +48,13 @@ def in_process(engine_config: EngineConfig, num_requests: int, max_tokens: int) 
     return [gap for t in times.values() for gap in gaps_ms(t)]
 
 
-async def over_grpc(engine_config: EngineConfig, num_requests: int, max_tokens: int) -> list[float]:
-    scheduler = SchedulerConfig(listen="127.0.0.1:0", tick_ms=5)
-    async with local_stack(engine=engine_config, scheduler=scheduler) as stack:
-        async with grpc.aio.insecure_channel(stack.address) as channel:
+async def over_grpc(engine_config: EngineConfig, num_requests: int, max_tokens: int,
+                    log_dir: Path) -> list[float]:
+    """The same requests through scheduler and worker processes, timed at the client."""
+    scheduler = SchedulerConfig(tick_ms=5)
+    with process_stack(engine=engine_config, scheduler=scheduler, log_dir=log_dir,
+                       log_level="warning") as stack:
+        async with grpc.aio.insecure_channel(stack.scheduler_address) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
 
             async def one(prompt: list[int]) -> list[float]:
@@ -72,13 +75,17 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--num-requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--compute-threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/grpc_overhead_cpu.json"))
     args = parser.parse_args()
-    engine_config = EngineConfig(model=args.model, kv_cache_bytes=64 << 20, host_kv_bytes=64 << 20)
+    engine_config = EngineConfig(model=args.model, kv_cache_bytes=64 << 20, host_kv_bytes=64 << 20,
+                                 num_compute_threads=args.compute_threads)
     local = percentiles(in_process(engine_config, args.num_requests, args.max_tokens))
-    remote = percentiles(asyncio.run(over_grpc(engine_config, args.num_requests, args.max_tokens)))
+    with tempfile.TemporaryDirectory() as log_dir:
+        remote = percentiles(asyncio.run(over_grpc(engine_config, args.num_requests,
+                                                   args.max_tokens, Path(log_dir))))
     print(f"TBT with {args.num_requests} concurrent requests, model {args.model}, "
-          f"{torch.get_num_threads()} compute threads")
+          f"{args.compute_threads} compute thread(s); gRPC path: scheduler and worker processes")
     print(f"{'':12} {'p50 ms':>8} {'p99 ms':>8}")
     for name, figures in (("in-process", local), ("gRPC", remote)):
         print(f"{name:12} {figures['p50']:8.2f} {figures['p99']:8.2f}")
@@ -87,7 +94,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "grpc_overhead", "model": args.model, "num_requests": args.num_requests,
-        "max_tokens": args.max_tokens, "tbt_ms": {"in_process": local, "grpc": remote},
+        "max_tokens": args.max_tokens, "compute_threads": args.compute_threads,
+        "grpc_path": "client -> scheduler process -> worker process (127.0.0.1)", "tbt_ms": {"in_process": local, "grpc": remote},
         "overhead_ms": overhead, "load_avg": os.getloadavg(),
         "machine": machine_description()}, indent=2) + "\n")
 
