@@ -76,6 +76,7 @@ async def replay(workload: Workload, address: str, *, vocab_size: int, seed: int
 async def _one_turn(stub, conversation: Conversation, prompt: list[int], max_tokens: int,
                     record: TurnRecord, start: float) -> list[int]:
     request = scheduler_pb2.GenerateRequest(
+        request_id=f"{conversation.conversation_id}-turn{record.turn_index}",  # same every replay
         token_ids=scheduler_pb2.TokenIds(ids=prompt), conversation_id=conversation.conversation_id,
         stop=common_pb2.StopConditions(max_tokens=max_tokens, ignore_eos=True))
     metadata = (("authorization", f"Bearer {tenant_token(conversation.tenant)}"),)

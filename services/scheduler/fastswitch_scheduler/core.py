@@ -18,7 +18,13 @@ from fastswitch.v1 import common_pb2, scheduler_pb2, worker_pb2
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_scheduler.discovery import resolve_targets
 from fastswitch_scheduler.kv_lookup import KVLookup
-from fastswitch_scheduler.policy import PolicyParams, order_key, plan_worker, select_running
+from fastswitch_scheduler.policy import (
+    PolicyParams,
+    WorkerPlan,
+    order_key,
+    plan_worker,
+    select_running,
+)
 from fastswitch_scheduler.priority_trace import PriorityTrace
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
 from fastswitch_scheduler.tenants import TenantRegistry, TenantState
@@ -133,7 +139,7 @@ class SchedulerCore:
     def finish(self, request: ClusterRequest, final: scheduler_pb2.GenerateResponse | Failure) -> None:
         request.mark_phase(Phase.FINISHED)
         self.requests.pop(request.request_id, None)
-        self.trace.forget(request.request_id)
+        self.trace.forget(request.trace_key)
         request.responses.put_nowait(final)
 
     def find(self, tenant: TenantState, client_request_id: str) -> ClusterRequest | None:
@@ -197,16 +203,19 @@ class SchedulerCore:
             await self._route(request)
         trace_priorities = {}
         if self.params.name == "trace":
-            trace_priorities = self.trace.priorities_at(list(self.requests), self.num_ticks)
+            by_key = self.trace.priorities_at([r.trace_key for r in self.requests.values()],
+                                              self.num_ticks)
+            trace_priorities = {r.request_id: by_key[r.trace_key] for r in self.requests.values()}
         key = order_key(self.params, trace_priorities)
         for link in self.ready_links():
             candidates = [r for r in self.requests.values() if r.worker_id == link.worker_id]
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
-            self._apply(link, plan_worker(candidates, chosen), chosen, trace_priorities)
+            self._apply(link, plan_worker(candidates, chosen), chosen)
         self.last_tick_ms = (time.perf_counter() - start) * 1e3
 
-    def _apply(self, link: WorkerLink, plan, chosen, trace_priorities: dict[str, int]) -> None:
+    def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest]) -> None:
+        """Mutates: sends the plan's commands and records the phases they lead to."""
         for request in plan.to_preempt:
             link.send(worker_pb2.SessionRequest(preempt=worker_pb2.PreemptCommand(request_id=request.request_id)))
             request.mark_phase(Phase.PREEMPTED)

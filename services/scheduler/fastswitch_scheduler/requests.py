@@ -69,6 +69,12 @@ class ClusterRequest:
         return self.num_tokens + min(self.num_remaining_tokens, headroom_tokens)
 
     @property
+    def trace_key(self) -> str:
+        """Stable across runs (unlike request_id): the priority trace's key, so replaying a
+        workload with the same client ids replays the same priority changes."""
+        return f"{self.tenant.name}/{self.client_request_id}"
+
+    @property
     def scoped_conversation_id(self) -> str:
         """The conversation id workers and the kvstore see: scoped to the tenant, so one
         tenant can neither reuse nor evict another's conversation KV by naming it."""
