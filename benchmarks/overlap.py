@@ -3,7 +3,7 @@
   no_swap           the batch decodes; the big request sits on the GPU, never switched;
   fastswitch        the big request is preempted and resumed over and over (--idle-steps
                     apart; 0 = back to back): block-group copies on the Swapper's threads
-                    overlap the batch's steps. KV reuse is off (KVLayout), so every swap-out
+                    overlap the batch's steps. KV reuse is off (EngineConfig.kv_reuse), so every swap-out
                     moves all its bytes, as the baseline's do;
   fastswitch_reuse  the same with reuse on (the default): a swap-out right after a swap-in
                     copies only what changed, i.e. almost nothing here;

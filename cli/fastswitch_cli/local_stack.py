@@ -1,7 +1,7 @@
 """The whole stack in one process on 127.0.0.1: kvstore, worker(s), scheduler.
 
-Used by `fastswitch up`, `fastswitch bench` and the service tests, so all three run exactly
-the same wiring.
+For the service tests, which inspect engine and scheduler state directly; `fastswitch up`
+and `fastswitch bench` start the same services as processes (process_stack.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from dataclasses import dataclass
 
 import grpc
@@ -50,7 +49,6 @@ class SchedulerCore:
         self.max_model_len = 0
         self.vocab_size = 0
         self.num_ticks = 0
-        self.last_tick_ms = 0.0
         self._ids = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
@@ -197,7 +195,6 @@ class SchedulerCore:
     async def tick(self) -> None:
         """Mutates: routes unrouted requests, then on every worker turns the policy's choice
         into admit / resume / preempt commands."""
-        start = time.perf_counter()
         self.num_ticks += 1
         for request in [r for r in self.requests.values() if r.worker_id is None]:
             await self._route(request)
@@ -212,7 +209,6 @@ class SchedulerCore:
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
             self._apply(link, plan_worker(candidates, chosen), chosen)
-        self.last_tick_ms = (time.perf_counter() - start) * 1e3
 
     def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest]) -> None:
         """Mutates: sends the plan's commands and records the phases they lead to."""

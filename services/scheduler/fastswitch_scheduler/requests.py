@@ -44,8 +44,6 @@ class ClusterRequest:
     phase: Phase = Phase.QUEUED
     is_admitted: bool = False  # the current worker knows this request
     generated_token_ids: list[int] = field(default_factory=list)
-    # Tokens generated before a move to another worker: the new admit's prompt includes them.
-    num_carried_tokens: int = 0
     is_prompt_charged: bool = False
     num_reused_prompt_tokens: int = 0
     first_admit_s: float | None = None

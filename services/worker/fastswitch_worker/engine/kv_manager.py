@@ -109,7 +109,7 @@ class KVManager:
         num_free_before = self.gpu.num_free_blocks
         for owner in self._gpu_owners.values():
             if owner is not requester and owner.gpu_table is not None:
-                owner.gpu_table.truncate(max(owner.num_tokens, owner.num_computed_tokens))
+                owner.gpu_table.truncate(owner.num_tokens)  # never below its KV
         return self.gpu.num_free_blocks > num_free_before
 
     def free_gpu(self, request: Request) -> None:

@@ -242,14 +242,13 @@ class Scheduler:
         if from_waiting:
             self.waiting.popleft()
         swaps.append(plan)
+        request.set_status(RequestStatus.SWAPPING_IN)
         is_small = (plan.num_blocks <= self.limits.blocking_swap_in_max_blocks
                     and len(self.running) < self.limits.blocking_swap_in_max_batch)
         if self.limits.is_sync_swaps or is_small:
             blocking.add(request.request_id)
-            request.set_status(RequestStatus.SWAPPING_IN)
             self.finish_swap_in(request, plan)
         else:
-            request.set_status(RequestStatus.SWAPPING_IN)
             self.parked[request.request_id] = request
         return True
 

@@ -218,6 +218,16 @@ def test_engine_preempts_lowest_priority_when_gpu_kv_runs_out(mode: str, referen
     engine.close()
 
 
+def tokens_from_scratch(prompt: list[int]) -> list[int]:
+    """What a fresh engine with no cached KV generates for `prompt`."""
+    fresh = make_engine("fastswitch")
+    fresh.add_request("t2", prompt, stop=stop())
+    tokens: dict[str, list[int]] = {}
+    collect(fresh, tokens)
+    fresh.close()
+    return tokens["t2"]
+
+
 def test_next_turn_reuses_the_previous_turns_kv_and_prefills_only_new_tokens() -> None:
     engine = make_engine("fastswitch")
     engine.add_request("t1", PROMPT, stop=stop(), conversation_id="conv")
@@ -231,14 +241,8 @@ def test_next_turn_reuses_the_previous_turns_kv_and_prefills_only_new_tokens() -
     assert reused == len(PROMPT) + MAX_TOKENS - 1  # all KV the first turn computed
     turn2: dict[str, list[int]] = {}
     collect(engine, turn2)
-
-    fresh = make_engine("fastswitch")
-    fresh.add_request("t2", turn2_prompt, stop=stop())
-    scratch: dict[str, list[int]] = {}
-    collect(fresh, scratch)
-    assert turn2 == scratch
+    assert turn2 == {"t2": tokens_from_scratch(turn2_prompt)}
     engine.close()
-    fresh.close()
 
 
 def test_a_diverging_prompt_does_not_reuse_stale_kv() -> None:
@@ -250,13 +254,8 @@ def test_a_diverging_prompt_does_not_reuse_stale_kv() -> None:
     assert engine.requests["t2"].num_reused_tokens == 5
     got: dict[str, list[int]] = {}
     collect(engine, got)
-    fresh = make_engine("fastswitch")
-    fresh.add_request("t2", diverging, stop=stop())
-    scratch: dict[str, list[int]] = {}
-    collect(fresh, scratch)
-    assert got == scratch
+    assert got == {"t2": tokens_from_scratch(diverging)}
     engine.close()
-    fresh.close()
 
 
 def test_baseline_reuses_nothing_across_turns() -> None:
