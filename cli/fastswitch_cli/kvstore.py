@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from fastswitch import logs
+from fastswitch import logs, transport
 from fastswitch_kvstore.config import (
     DEFAULT_KEY_PREFIX,
     DEFAULT_LISTEN_ADDRESS,
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"prefix of every Redis key (default {DEFAULT_KEY_PREFIX})",
     )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    transport.add_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> KVStoreConfig:
@@ -47,13 +48,14 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> KVSto
         redis_url=args.redis_url or environ.get(REDIS_URL_ENV) or None,
         key_prefix=args.key_prefix,
         log_level=args.log_level,
+        security=transport.from_args(args, environ=environ),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args, dict(os.environ))
-    except ValueError as exc:
+    except ValueError as exc:  # TransportConfigError is one
         print(f"fastswitch kvstore: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, service="kvstore")

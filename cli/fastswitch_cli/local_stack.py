@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fastswitch import transport
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.server import KVStoreServer
 from fastswitch_scheduler.config import SchedulerConfig
@@ -29,6 +31,7 @@ READY_TIMEOUT_S = 120.0
 class LocalStack:
     kvstore: KVStoreServer
     kvstore_config: KVStoreConfig
+    security: transport.TransportSecurity  # what the cluster's own components present
     kvstore_port: int
     workers: list[WorkerServer]
     scheduler: SchedulerServer
@@ -56,9 +59,12 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
     """Start everything, wait until the scheduler is SERVING; stop everything on exit.
 
     `scheduler.workers` and `kvstore_addr` are filled in here; `tenants` (the tenants-file
-    content) is written to a temporary file when given.
+    content) is written to a temporary file when given. The components share a fresh cluster
+    token, merged into `scheduler.security` (which may carry TLS settings for every service).
     """
-    kvstore_config = KVStoreConfig(listen_address="127.0.0.1:0", redis_url=redis_url)
+    security = replace(scheduler.security, cluster_token=secrets.token_urlsafe(32))
+    kvstore_config = KVStoreConfig(listen_address="127.0.0.1:0", redis_url=redis_url,
+                                   security=security)
     kvstore = KVStoreServer(kvstore_config)
     kv_port = await kvstore.start()
     kv_address = f"127.0.0.1:{kv_port}"
@@ -70,7 +76,8 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
             for index in range(num_workers):
                 worker = WorkerServer(WorkerConfig(
                     engine=engine, listen="127.0.0.1:0", worker_id=f"worker-{index}",
-                    kvstore_addr=kv_address, drain_timeout_s=worker_drain_timeout_s))
+                    kvstore_addr=kv_address, drain_timeout_s=worker_drain_timeout_s,
+                    security=security))
                 workers.append(worker)
                 await worker.start()
             tenants_file = ""
@@ -79,10 +86,10 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
                 Path(tenants_file).write_text(json.dumps(tenants))
             scheduler_server = SchedulerServer(replace(
                 scheduler, workers=tuple(w.address for w in workers), kvstore_addr=kv_address,
-                tenants_file=tenants_file or scheduler.tenants_file))
+                tenants_file=tenants_file or scheduler.tenants_file, security=security))
             await scheduler_server.start()
             await asyncio.wait_for(_all_connected(scheduler_server, num_workers), READY_TIMEOUT_S)
-            stack = LocalStack(kvstore, kvstore_config, kv_port, workers, scheduler_server)
+            stack = LocalStack(kvstore, kvstore_config, security, kv_port, workers, scheduler_server)
             yield stack
         finally:
             if scheduler_server is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fastswitch import transport
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig
 
@@ -38,6 +41,7 @@ class ProcessStack:
     kvstore_address: str
     worker_addresses: tuple[str, ...]
     log_dir: Path
+    cluster_token: str  # the credential workers and the kvstore ask of their callers
 
 
 def free_port() -> int:
@@ -75,14 +79,20 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
                   redis_url: str | None = None, tenants: dict | None = None,
                   log_level: str = "info") -> Iterator[ProcessStack]:
     """Start kvstore, workers and scheduler; yield once the scheduler is SERVING; on exit
-    stop them in reverse order (SIGTERM: workers drain), killing what does not stop."""
+    stop them in reverse order (SIGTERM: workers drain), killing what does not stop.
+
+    The services share a fresh cluster token, passed in their environment (not on a command
+    line other local users can read)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[tuple[str, subprocess.Popen]] = []
+    cluster_token = secrets.token_urlsafe(32)
+    environment = {**os.environ, transport.CLUSTER_TOKEN_ENV: cluster_token}
 
     def start(name: str, *args: str) -> None:
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         command = [sys.executable, "-m", "fastswitch_cli.main", *args, "--log-level", log_level]
-        processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+        processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                 env=environment)))
 
     try:
         kvstore_address = f"127.0.0.1:{free_port()}"
@@ -105,7 +115,8 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
               "--workers", ",".join(worker_addresses), "--kvstore-addr", kvstore_address,
               *scheduler_args(scheduler), *tenants_args)
         wait_serving("scheduler", scheduler_address, processes, log_dir)
-        yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir)
+        yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir,
+                           cluster_token)
     finally:
         for _, process in reversed(processes):
             if process.poll() is None:

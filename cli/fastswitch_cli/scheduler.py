@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from fastswitch import logs
 from fastswitch_scheduler import config as scheduler_config
@@ -15,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = scheduler_config.from_args(args)
+    try:
+        config = scheduler_config.from_args(args)
+    except ValueError as exc:  # invalid settings, TLS files or token file
+        print(f"fastswitch scheduler: {exc}", file=sys.stderr)
+        return 2
     logs.configure(config.log_level, service="scheduler")
     asyncio.run(serve(config))
     return 0

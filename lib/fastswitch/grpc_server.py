@@ -1,4 +1,5 @@
-"""Building blocks every gRPC service shares: health, reflection, graceful stop."""
+"""Building blocks every gRPC service shares: health and reflection (ports, TLS and
+credentials: transport.py)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,3 @@ class ServiceHealth:
 def enable_reflection(server: grpc.aio.Server, *full_service_names: str) -> None:
     names = (*full_service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
-
-
-def bind(server: grpc.aio.Server, address: str) -> int:
-    """Bind an insecure port; returns the port (useful with port 0)."""
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind gRPC server to {address}")
-    return port

@@ -11,7 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fastswitch.grpc_server import ServiceHealth, bind
+from fastswitch import transport
+from fastswitch.grpc_server import ServiceHealth
 from fastswitch_operator import names, pods
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
@@ -52,7 +53,7 @@ async def healthcheck(port: int) -> int:
 async def test_healthcheck_passes_only_while_the_service_is_serving():
     server = grpc.aio.server()
     health = ServiceHealth(server, "fastswitch.v1.Worker")
-    port = bind(server, "127.0.0.1:0")
+    port = transport.bind(server, "127.0.0.1:0", transport.TransportSecurity())
     await server.start()
     try:
         await health.set(False)

@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import pytest
 
+from fastswitch import transport
 from fastswitch.v1 import common_pb2, kvstore_pb2, kvstore_pb2_grpc, scheduler_pb2
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
@@ -83,7 +84,7 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
         first_prompt = prompt_of(1)
         sink: list = []
         answer = await stream(stack.stub, request(first_prompt, 10, conversation_id="chat-1"), "tok-a", sink)
-        kv_channel = grpc.aio.insecure_channel(stack.kvstore_address)
+        kv_channel = transport.channel(stack.kvstore_address, stack.security)
         kv = kvstore_pb2_grpc.KVStoreStub(kv_channel)
         for _ in range(200):  # the worker publishes once the turn's KV is in host memory
             try:
@@ -155,7 +156,7 @@ async def test_kvstore_restart_keeps_the_index(stack_factory) -> None:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # the publish RPC follows the copy
         port = await stack.restart_kvstore()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with transport.channel(f"127.0.0.1:{port}", stack.security) as channel:
             entry = (await kvstore_pb2_grpc.KVStoreStub(channel).LookupKV(
                 kvstore_pb2.LookupKVRequest(conversation_id="alice:keep-me"))).entry
     assert entry.worker_id == "worker-0"

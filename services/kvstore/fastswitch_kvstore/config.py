@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fastswitch import transport
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:50071"
 DEFAULT_KEY_PREFIX = "fastswitch"
@@ -28,6 +30,8 @@ class KVStoreConfig:
     health_check_interval_s: float = 1.0
     # Connect / read timeout of one Redis command; a dead Redis fails requests this fast.
     redis_timeout_s: float = 2.0
+    # TLS files and the cluster credential every caller (scheduler, workers) must present.
+    security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen_address.rpartition(":")

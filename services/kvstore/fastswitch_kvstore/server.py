@@ -9,7 +9,8 @@ import signal
 
 import grpc
 
-from fastswitch.grpc_server import ServiceHealth, bind, enable_reflection
+from fastswitch import transport
+from fastswitch.grpc_server import ServiceHealth, enable_reflection
 from fastswitch.v1 import kvstore_pb2_grpc
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.redis_index import RedisKVIndex, connect
@@ -46,14 +47,16 @@ class KVStoreServer:
                 connect(redis_url, timeout_s=self._config.redis_timeout_s),
                 self._config.key_prefix,
             )
-            self._server = grpc.aio.server()
+            # Only the cluster's own scheduler and workers may call it.
+            self._server = transport.server(self._config.security, require_cluster_token=True)
             kvstore_pb2_grpc.add_KVStoreServicer_to_server(
                 KVStoreServicer(self._index), self._server
             )
             self._health = ServiceHealth(self._server, SERVICE_NAME)
             await self._health.set(False)  # the health servicer starts out SERVING
             enable_reflection(self._server, SERVICE_NAME)
-            self.port = bind(self._server, self._config.listen_address)
+            self.port = transport.bind(self._server, self._config.listen_address,
+                                       self._config.security)
             await self._server.start()
         except BaseException:
             await self.stop(grace_s=0)

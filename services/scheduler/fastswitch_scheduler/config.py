@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fastswitch import transport
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 DEFAULT_PORT = 50051
@@ -35,7 +37,17 @@ class SchedulerConfig:
     # Admission control per worker.
     max_running_per_worker: int = 32
     kv_headroom_tokens: int = 32
+    # Overload answers RESOURCE_EXHAUSTED: live requests (queued, running or preempted) in the
+    # whole cluster, and per tenant.
     max_queued_requests: int = 10_000
+    max_queued_per_tenant: int = 2_000
+    # A request no worker can take (none connected, or every one lost) fails with UNAVAILABLE
+    # after this long, however it came to be without one.
+    unroutable_timeout_s: float = 30.0
+    # Without a tenants file every caller is the anonymous tenant; admin calls (weights) stay
+    # refused unless this is set.
+    allow_anonymous_admin: bool = False
+    security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -47,8 +59,11 @@ class SchedulerConfig:
             raise ValueError(f"trace_pattern must be random or markov, got {self.trace_pattern!r}")
         if not 0 <= self.trace_update_probability <= 1:
             raise ValueError("trace_update_probability must be in [0, 1]")
-        if self.max_running_per_worker <= 0 or self.max_queued_requests <= 0:
-            raise ValueError("max_running_per_worker and max_queued_requests must be > 0")
+        if min(self.max_running_per_worker, self.max_queued_requests, self.max_queued_per_tenant) <= 0:
+            raise ValueError("max_running_per_worker, max_queued_requests and "
+                             "max_queued_per_tenant must be > 0")
+        if not 0 < self.unroutable_timeout_s < float("inf"):
+            raise ValueError(f"unroutable_timeout_s must be > 0 and finite, got {self.unroutable_timeout_s}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +81,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace-update-probability", type=float, default=0.04)
     parser.add_argument("--trace-seed", type=int, default=0)
     parser.add_argument("--max-running-per-worker", type=int, default=32)
+    parser.add_argument("--max-queued-requests", type=int,
+                        default=int(env("FASTSWITCH_MAX_QUEUED_REQUESTS", "10000")),
+                        help="live requests in the cluster before new ones get RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-queued-per-tenant", type=int,
+                        default=int(env("FASTSWITCH_MAX_QUEUED_PER_TENANT", "2000")),
+                        help="live requests of one tenant before its new ones get RESOURCE_EXHAUSTED")
+    parser.add_argument("--unroutable-timeout-s", type=float,
+                        default=float(env("FASTSWITCH_UNROUTABLE_TIMEOUT_S", "30")),
+                        help="a request no worker can take fails with UNAVAILABLE after this long")
+    parser.add_argument("--allow-anonymous-admin", action="store_true",
+                        default=env("FASTSWITCH_ALLOW_ANONYMOUS_ADMIN", "") in ("1", "true"),
+                        help="without a tenants file, let every caller make admin calls")
     parser.add_argument("--log-level", default=env("FASTSWITCH_LOG_LEVEL", "info"))
+    transport.add_arguments(parser)
 
 
 def from_args(args: argparse.Namespace) -> SchedulerConfig:
@@ -76,4 +104,7 @@ def from_args(args: argparse.Namespace) -> SchedulerConfig:
         policy=args.policy, tick_ms=args.tick_ms, tenants_file=args.tenants_file,
         vtc_preempt_threshold=args.vtc_preempt_threshold, trace_pattern=args.trace_pattern,
         trace_update_probability=args.trace_update_probability, trace_seed=args.trace_seed,
-        max_running_per_worker=args.max_running_per_worker, log_level=args.log_level)
+        max_running_per_worker=args.max_running_per_worker,
+        max_queued_requests=args.max_queued_requests, max_queued_per_tenant=args.max_queued_per_tenant,
+        unroutable_timeout_s=args.unroutable_timeout_s, allow_anonymous_admin=args.allow_anonymous_admin,
+        security=transport.from_args(args), log_level=args.log_level)

@@ -43,7 +43,7 @@ class SchedulerCore:
                                    update_probability=config.trace_update_probability,
                                    num_levels=config.trace_num_levels, seed=config.trace_seed)
         self.links: dict[str, WorkerLink] = {}
-        self.kv_lookup = KVLookup(config.kvstore_addr) if config.kvstore_addr else None
+        self.kv_lookup = KVLookup(config.kvstore_addr, config.security) if config.kvstore_addr else None
         self.requests: dict[str, ClusterRequest] = {}
         self.tokenizer: Tokenizer | None = None
         self.max_model_len = 0
@@ -63,7 +63,7 @@ class SchedulerCore:
         """Mutates: one link per address the worker targets resolve to now."""
         addresses = await resolve_targets(self.config.workers)
         for address in addresses - set(self.links):
-            link = WorkerLink(address, on_ready=self._on_ready, on_event=self._on_event,
+            link = WorkerLink(address, self.config.security, on_ready=self._on_ready, on_event=self._on_event,
                               on_lost=self._on_lost)
             self.links[address] = link
             link.start()

@@ -6,6 +6,7 @@ import logging
 
 import grpc
 
+from fastswitch import transport
 from fastswitch.v1 import kvstore_pb2, kvstore_pb2_grpc
 
 log = logging.getLogger("fastswitch.scheduler.kv")
@@ -13,8 +14,8 @@ LOOKUP_TIMEOUT_S = 0.5
 
 
 class KVLookup:
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, security: transport.TransportSecurity) -> None:
+        self._channel = transport.channel(address, security)
         self._stub = kvstore_pb2_grpc.KVStoreStub(self._channel)
 
     async def worker_of(self, conversation_id: str) -> str | None:

@@ -6,9 +6,7 @@ import asyncio
 import logging
 import signal
 
-import grpc
-
-from fastswitch import grpc_server
+from fastswitch import grpc_server, transport
 from fastswitch.v1 import scheduler_pb2, scheduler_pb2_grpc
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_scheduler.core import SchedulerCore
@@ -24,10 +22,11 @@ class SchedulerServer:
 
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config
-        self.server = grpc.aio.server()
+        # The public port: tenants authenticate per call (tenants.py), not with the cluster token.
+        self.server = transport.server(config.security, require_cluster_token=False)
         self.health = grpc_server.ServiceHealth(self.server, SERVICE_NAME)
         grpc_server.enable_reflection(self.server, SERVICE_NAME)
-        self.port = grpc_server.bind(self.server, config.listen)
+        self.port = transport.bind(self.server, config.listen, config.security)
         tenants = TenantRegistry.from_file(config.tenants_file, input_weight=config.vtc_input_weight,
                                            output_weight=config.vtc_output_weight)
         self.core = SchedulerCore(config, tenants)

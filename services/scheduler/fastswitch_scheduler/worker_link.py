@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from fastswitch import transport
 from fastswitch.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger("fastswitch.scheduler.link")
@@ -20,11 +21,12 @@ RECONNECT_DELAY_S = 0.5
 class WorkerLink:
     """Mutated on the scheduler's asyncio loop only."""
 
-    def __init__(self, address: str, *,
+    def __init__(self, address: str, security: transport.TransportSecurity, *,
                  on_ready: Callable[[WorkerLink], None],
                  on_event: Callable[[WorkerLink, worker_pb2.StepEvent], None],
                  on_lost: Callable[[WorkerLink], Awaitable[None] | None]) -> None:
         self.address = address
+        self.security = security
         self.worker_id = address  # replaced by the worker's own id from its hello
         self.hello: worker_pb2.WorkerHello | None = None
         self.capacity = None
@@ -65,7 +67,7 @@ class WorkerLink:
     async def _run(self) -> None:
         while True:
             try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
+                async with transport.channel(self.address, self.security) as channel:
                     await self._session(worker_pb2_grpc.WorkerStub(channel))
             except asyncio.CancelledError:
                 raise

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
 import redis
 
+from fastswitch import transport
 from fastswitch.v1 import kvstore_pb2_grpc
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.redis_index import RedisKVIndex, connect
 from fastswitch_kvstore.server import KVStoreServer
+
+CLUSTER_TOKEN = "kvstore-test-cluster-token"
 
 
 @pytest.fixture
@@ -23,6 +25,7 @@ def kvstore_config(redis_url: str, redis_client: redis.Redis) -> KVStoreConfig:
         health_check_interval_s=0.02,
         shutdown_grace_s=1.0,
         redis_timeout_s=1.0,
+        security=transport.TransportSecurity(cluster_token=CLUSTER_TOKEN),
     )
 
 
@@ -46,6 +49,7 @@ async def kvstore_port(kvstore_config: KVStoreConfig) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-async def stub(kvstore_port: int) -> AsyncIterator[kvstore_pb2_grpc.KVStoreStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{kvstore_port}") as channel:
+async def stub(kvstore_port: int, kvstore_config: KVStoreConfig) -> AsyncIterator[kvstore_pb2_grpc.KVStoreStub]:
+    """A client presenting the cluster credential, as the scheduler and workers do."""
+    async with transport.channel(f"127.0.0.1:{kvstore_port}", kvstore_config.security) as channel:
         yield kvstore_pb2_grpc.KVStoreStub(channel)

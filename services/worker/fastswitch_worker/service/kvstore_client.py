@@ -12,6 +12,7 @@ import uuid
 
 import grpc
 
+from fastswitch import transport
 from fastswitch.v1 import kvstore_pb2, kvstore_pb2_grpc, worker_pb2
 
 log = logging.getLogger("fastswitch.worker.kvstore")
@@ -19,11 +20,12 @@ RPC_TIMEOUT_S = 2.0
 
 
 class KVStoreClient:
-    def __init__(self, address: str, worker_id: str, advertise_address: str) -> None:
+    def __init__(self, address: str, worker_id: str, advertise_address: str,
+                 security: transport.TransportSecurity) -> None:
         self.worker_id = worker_id
         self.advertise_address = advertise_address
         self.incarnation = uuid.uuid4().hex
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = transport.channel(address, security)
         self._stub = kvstore_pb2_grpc.KVStoreStub(self._channel)
         self.capacity_bytes = 1
         self.is_registered = False

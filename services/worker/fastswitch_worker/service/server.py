@@ -6,9 +6,7 @@ import asyncio
 import logging
 import signal
 
-import grpc
-
-from fastswitch import grpc_server
+from fastswitch import grpc_server, transport
 from fastswitch.v1 import worker_pb2, worker_pb2_grpc
 from fastswitch_worker.service.config import WorkerConfig
 from fastswitch_worker.service.servicer import WorkerServicer
@@ -23,10 +21,11 @@ class WorkerServer:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.server = grpc.aio.server()
+        # Only the cluster's own scheduler may open a session or read stats.
+        self.server = transport.server(config.security, require_cluster_token=True)
         self.health = grpc_server.ServiceHealth(self.server, SERVICE_NAME)
         grpc_server.enable_reflection(self.server, SERVICE_NAME)
-        self.port = grpc_server.bind(self.server, config.listen)
+        self.port = transport.bind(self.server, config.listen, config.security)
         self.service: WorkerService | None = None
 
     @property

@@ -36,7 +36,7 @@ class WorkerService:
         self.loop = asyncio.get_running_loop()
         self.engine_loop = EngineLoop(lambda: Engine(config.engine), self._on_step_engine)
         self.kvstore = (KVStoreClient(config.kvstore_addr, config.worker_id,
-                                      config.advertise_address or config.listen)
+                                      config.advertise_address or config.listen, config.security)
                         if config.kvstore_addr else None)
         self.session: Session | None = None
         self.is_draining = False
