@@ -7,6 +7,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+# grpc.health.v1 service name for liveness: SERVING while the process's work loop (the
+# worker's engine thread) makes progress; Kubernetes liveness probes ask for it by name.
+LIVENESS_SERVICE = "fastswitch.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

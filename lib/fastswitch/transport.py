@@ -25,6 +25,9 @@ log = logging.getLogger("fastswitch.transport")
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
 AUTHORIZATION = "authorization"
 CLUSTER_TOKEN_ENV = "FASTSWITCH_CLUSTER_TOKEN"
+# Sent by a scheduler when it opens a worker session: when two schedulers contend (a rolling
+# update), the one with the larger epoch (its start time in ns) holds the session.
+SCHEDULER_EPOCH_METADATA = "x-fastswitch-scheduler-epoch"
 MIN_CLUSTER_TOKEN_CHARS = 16
 
 # A dead peer (SIGSTOP, pulled cable, partition) is noticed within about 15 s, not never.
