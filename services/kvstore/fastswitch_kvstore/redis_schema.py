@@ -13,7 +13,8 @@ when its hash says `worker_id = w`, with its `last_used_unix_ms` as score; a wor
 from __future__ import annotations
 
 from fastswitch_kvstore.config import KEY_PREFIX_RE
-from fastswitch_kvstore.entries import KVEntry
+from fastswitch_kvstore.entries import KVEntry, quote
+from fastswitch_kvstore.errors import StoreError
 
 
 class RedisKeys:
@@ -51,14 +52,20 @@ class RedisKeys:
 
 
 def entry_from_hash(conversation_id: str, fields: dict[str, str]) -> KVEntry:
-    return KVEntry(
-        conversation_id=conversation_id,
-        worker_id=fields["worker_id"],
-        num_tokens=int(fields["num_tokens"]),
-        prefix_hash=fields["prefix_hash"],
-        num_bytes=int(fields["num_bytes"]),
-        last_used_unix_ms=int(fields["last_used_unix_ms"]),
-    )
+    """Raises StoreError when the hash is not one `entry_to_hash` wrote (a foreign value)."""
+    try:
+        return KVEntry(
+            conversation_id=conversation_id,
+            worker_id=fields["worker_id"],
+            num_tokens=int(fields["num_tokens"]),
+            prefix_hash=fields["prefix_hash"],
+            num_bytes=int(fields["num_bytes"]),
+            last_used_unix_ms=int(fields["last_used_unix_ms"]),
+        )
+    except (KeyError, ValueError) as exc:  # InvalidRequestError is a ValueError
+        raise StoreError(
+            f"malformed index entry for conversation {quote(conversation_id)}: {exc}"
+        ) from exc
 
 
 def entry_to_hash(entry: KVEntry) -> dict[str, str | int]:

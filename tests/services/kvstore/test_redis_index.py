@@ -8,10 +8,18 @@ import time
 import pytest
 import redis
 
-from fastswitch_kvstore.entries import KVEntry, WorkerRegistration
+from fastswitch_kvstore.entries import (
+    MAX_ADDRESS_CHARS,
+    MAX_ID_CHARS,
+    MAX_QUOTED_CHARS,
+    KVEntry,
+    WorkerRegistration,
+    quote,
+)
 from fastswitch_kvstore.errors import (
     InvalidRequestError,
     NotFoundError,
+    StoreError,
     WorkerNotRegisteredError,
 )
 from fastswitch_kvstore.redis_index import RedisKVIndex, connect
@@ -165,11 +173,42 @@ async def test_unregistered_worker_cannot_publish(index: RedisKVIndex) -> None:
         lambda: kv("c1", at_ms=-5),
         lambda: WorkerRegistration("w1", "", 100),
         lambda: WorkerRegistration("w1", "i1", 0),
+        lambda: kv("c" * (MAX_ID_CHARS + 1)),
+        lambda: kv("c1", worker_id="w" * (MAX_ID_CHARS + 1)),
+        lambda: kv("has space"),
+        lambda: kv("c1", worker_id="tab\there"),
+        lambda: WorkerRegistration("w1", "i" * (MAX_ID_CHARS + 1), 100),
+        lambda: WorkerRegistration("w1", "i1", 100, address="a" * (MAX_ADDRESS_CHARS + 1)),
+        lambda: WorkerRegistration("w1", "i1", 100, address="host:1\r\nX-Injected: 1"),
     ],
 )
 def test_invalid_values_are_refused_where_built(make) -> None:
     with pytest.raises(InvalidRequestError):
         make()
+
+
+def test_errors_quote_a_bounded_part_of_a_refused_value() -> None:
+    assert quote("short") == "'short'"
+    assert quote("x" * 10_000) == repr("x" * MAX_QUOTED_CHARS) + "..."
+    with pytest.raises(InvalidRequestError) as exc:
+        kv("z" * 10_000)
+    message = str(exc.value)
+    assert "got 10000" in message and "z" * (MAX_QUOTED_CHARS + 1) not in message
+
+
+def test_longest_valid_values_are_accepted() -> None:
+    scoped_id = "t" * 64 + ":" + "c" * 128  # "<tenant>:<conversation>" at their limits
+    assert kv(scoped_id, worker_id="w" * MAX_ID_CHARS).conversation_id == scoped_id
+    assert KVEntry("c1", "w1", 1, "", 1, 1).prefix_hash == ""  # a hash is optional
+    assert WorkerRegistration("w1", "i1", 1).address == ""
+
+
+async def test_a_foreign_value_under_our_keys_is_a_store_error(
+    index: RedisKVIndex, redis_client: redis.Redis
+) -> None:
+    redis_client.hset(RedisKeys("fastswitch").conversation("c1"), mapping={"worker_id": "w1"})
+    with pytest.raises(StoreError, match="malformed index entry"):
+        await index.lookup("c1")
 
 
 async def test_racing_replicas_keep_accounting_consistent(
