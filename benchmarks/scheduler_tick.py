@@ -22,7 +22,7 @@ from fastswitch_bench.machine import machine_description
 from fastswitch_scheduler.config import POLICIES, SchedulerConfig
 from fastswitch_scheduler.core import SchedulerCore
 from fastswitch_scheduler.requests import ClusterRequest
-from fastswitch_scheduler.tenants import TenantRegistry
+from fastswitch_scheduler.tenants import TenantRegistry, TenantState
 from fastswitch_scheduler.worker_link import WorkerLink
 
 
@@ -30,9 +30,9 @@ async def time_ticks(policy: str, num_requests: int, num_ticks: int, num_tenants
     config = SchedulerConfig(listen="127.0.0.1:0", policy=policy, trace_update_probability=0.04)
     tenants = TenantRegistry.from_file("", input_weight=1.0, output_weight=2.0)
     for index in range(num_tenants):
-        tenants.set_weight(f"t{index}", 1.0 + index % 3)
+        tenants.tenants[f"t{index}"] = TenantState(f"t{index}", weight=1.0 + index % 3)
     core = SchedulerCore(config, tenants)
-    link = WorkerLink("worker-0:1", on_ready=lambda _: None, on_event=lambda *_: None, on_lost=lambda _: None)
+    link = WorkerLink("worker-0:1", config.security, on_ready=lambda _: None, on_event=lambda *_: None, on_lost=lambda _: None)
     link.worker_id, link.is_ready = "worker-0", True
     link.capacity = common_pb2.KVCapacity(block_size=16, num_gpu_blocks=4096)  # 64k tokens
     core.links = {link.address: link}
@@ -40,11 +40,11 @@ async def time_ticks(policy: str, num_requests: int, num_ticks: int, num_tenants
     for index in range(num_requests):
         tenant = tenants.tenants[names[index % len(names)]]
         tenant.virtual_tokens = (index * 7919) % 1000
-        core.requests[f"r{index}"] = ClusterRequest(
+        core.requests.add(ClusterRequest(
             request_id=f"r{index}", client_request_id=f"c{index}", tenant=tenant,
             prompt_token_ids=[1] * (64 + index % 512), sampling=common_pb2.SamplingParams(),
             stop=common_pb2.StopConditions(max_tokens=128), priority=index % 4,
-            worker_id="worker-0")
+            worker_id="worker-0"))
     times_ms = []
     for _ in range(num_ticks):
         for tenant in tenants.tenants.values():  # service moves the counters between ticks

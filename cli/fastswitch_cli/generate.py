@@ -7,9 +7,11 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 
+from fastswitch import transport
 from fastswitch.tokenizer import IncrementalDetokenizer
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
@@ -36,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--tenant-token", "--token", dest="token", default="",
                         help="bearer token identifying the tenant to the scheduler")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect over TLS, verifying the scheduler with the system's CAs")
+    parser.add_argument("--ca", default="", metavar="PEM",
+                        help="connect over TLS, verifying the scheduler with this CA (implies --tls)")
+    parser.add_argument("--cert", default="", metavar="PEM",
+                        help="client certificate, when the scheduler requires mTLS")
+    parser.add_argument("--key", default="", metavar="PEM", help="private key of --cert")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,10 +74,26 @@ def _remote(args: argparse.Namespace) -> Iterator[tuple[list[int], str, str | No
         sampling=common_pb2.SamplingParams(temperature=args.temperature, top_p=args.top_p,
                                            top_k=args.top_k, seed=args.seed),
         stop=common_pb2.StopConditions(max_tokens=args.max_tokens, ignore_eos=args.ignore_eos))
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
-    with grpc.insecure_channel(args.addr) as channel:
+    metadata = transport.bearer_metadata(args.token)
+    with _channel(args) as channel:
         for response in scheduler_pb2_grpc.SchedulerStub(channel).Generate(request, metadata=metadata):
             yield list(response.token_ids), response.text, FINISH_NAMES.get(response.finish_reason)
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext unless --tls or --ca; raises ValueError for an unreadable file."""
+    if not (args.tls or args.ca):
+        return grpc.insecure_channel(args.addr)
+    if bool(args.cert) != bool(args.key):
+        raise ValueError("--cert and --key go together")
+    try:
+        files = {"ca": args.ca, "cert": args.cert, "key": args.key}
+        read = {name: Path(path).read_bytes() if path else None for name, path in files.items()}
+    except OSError as exc:
+        raise ValueError(f"cannot read a TLS file: {exc}") from exc
+    credentials = grpc.ssl_channel_credentials(root_certificates=read["ca"], private_key=read["key"],
+                                               certificate_chain=read["cert"])
+    return grpc.secure_channel(args.addr, credentials)
 
 
 def _local(args: argparse.Namespace) -> Iterator[tuple[list[int], str, str | None]]:

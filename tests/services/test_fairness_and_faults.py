@@ -64,7 +64,7 @@ async def test_vtc_shares_the_gpu_and_preempts_the_heavy_tenant_by_swapping(
                for name, p in prompts.items() if name.startswith("b")}
         await asyncio.gather(*bob.values())
         # Bob (4x lighter) finished while alice was still backlogged: compare service then.
-        tenants = await stack.stub.ListTenants(scheduler_pb2.ListTenantsRequest(), metadata=auth("tok-a"))
+        tenants = await stack.stub.ListTenants(scheduler_pb2.ListTenantsRequest(), metadata=auth("tok-admin"))
         counters = {t.name: t for t in tenants.tenants}
         assert not all(task.done() for task in alice.values())
         results = {name: await task for name, task in alice.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -25,6 +26,7 @@ from fastswitch_scheduler.policy import (
     select_running,
 )
 from fastswitch_scheduler.priority_trace import PriorityTrace
+from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
 from fastswitch_scheduler.tenants import TenantRegistry, TenantState
 from fastswitch_scheduler.worker_events import apply_step_event
@@ -44,7 +46,7 @@ class SchedulerCore:
                                    num_levels=config.trace_num_levels, seed=config.trace_seed)
         self.links: dict[str, WorkerLink] = {}
         self.kv_lookup = KVLookup(config.kvstore_addr, config.security) if config.kvstore_addr else None
-        self.requests: dict[str, ClusterRequest] = {}
+        self.requests = RequestTable()
         self.tokenizer: Tokenizer | None = None
         self.max_model_len = 0
         self.vocab_size = 0
@@ -52,6 +54,8 @@ class SchedulerCore:
         self._ids = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
+        # Orders schedulers contending for a worker's session (a rolling update): the newer wins.
+        self.epoch = time.time_ns()
 
     async def start(self) -> None:
         await self.discover()
@@ -63,7 +67,7 @@ class SchedulerCore:
         """Mutates: one link per address the worker targets resolve to now."""
         addresses = await resolve_targets(self.config.workers)
         for address in addresses - set(self.links):
-            link = WorkerLink(address, self.config.security, on_ready=self._on_ready, on_event=self._on_event,
+            link = WorkerLink(address, self.config.security, epoch=self.epoch, on_ready=self._on_ready, on_event=self._on_event,
                               on_lost=self._on_lost)
             self.links[address] = link
             link.start()
@@ -85,7 +89,7 @@ class SchedulerCore:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for request in list(self.requests.values()):
+        for request in self.requests.values():
             self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, "scheduler is shutting down"))
         for link in self.links.values():
             await link.stop()
@@ -100,14 +104,25 @@ class SchedulerCore:
         return [link for link in self.ready_links() if not link.is_draining]
 
     # ---- requests -------------------------------------------------------------------------
+    def admission_refusal(self, tenant: TenantState) -> str | None:
+        """Why a new request of `tenant` would overload the cluster (RESOURCE_EXHAUSTED), or
+        None when it may be queued."""
+        if len(self.requests) >= self.config.max_queued_requests:
+            return (f"the cluster holds {len(self.requests)} live requests, its limit "
+                    "(--max-queued-requests); retry later")
+        if self.requests.num_of(tenant.name) >= self.config.max_queued_per_tenant:
+            return (f"tenant {tenant.name!r} has {self.requests.num_of(tenant.name)} live requests, "
+                    "its limit (--max-queued-per-tenant); retry later")
+        return None
+
     async def submit(self, request: ClusterRequest) -> None:
         """Mutates: registers the request and routes it. Caller validated it."""
         request.request_id = f"{request.tenant.name}/{request.client_request_id}/{next(self._ids)}"
-        active = {r.tenant.name: r.tenant for r in self.requests.values()}
-        if request.tenant.name not in active:
-            self.tenants.lift(request.tenant, list(active.values()))
+        if not self.requests.has_tenant(request.tenant.name):
+            active = [self.tenants.tenants[name] for name in self.requests.tenant_names()]
+            self.tenants.lift(request.tenant, active)
         request.detokenizer = IncrementalDetokenizer(self.tokenizer, prompt_token_ids=request.prompt_token_ids)
-        self.requests[request.request_id] = request
+        self.requests.add(request)
         await self._route(request)
 
     async def _route(self, request: ClusterRequest) -> None:
@@ -136,13 +151,12 @@ class SchedulerCore:
 
     def finish(self, request: ClusterRequest, final: scheduler_pb2.GenerateResponse | Failure) -> None:
         request.mark_phase(Phase.FINISHED)
-        self.requests.pop(request.request_id, None)
+        self.requests.remove(request)
         self.trace.forget(request.trace_key)
         request.responses.put_nowait(final)
 
     def find(self, tenant: TenantState, client_request_id: str) -> ClusterRequest | None:
-        return next((r for r in self.requests.values()
-                     if r.tenant is tenant and r.client_request_id == client_request_id), None)
+        return self.requests.find(tenant.name, client_request_id)
 
     def _send(self, request: ClusterRequest, msg: worker_pb2.SessionRequest) -> None:
         link = self._link_of(request.worker_id)
@@ -180,6 +194,7 @@ class SchedulerCore:
             self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, reason))
             return
         request.worker_id = None
+        request.unrouted_since_s = time.monotonic()  # the tick's deadline applies again
         request.is_admitted = False
         request.mark_phase(Phase.QUEUED)
 
@@ -198,6 +213,7 @@ class SchedulerCore:
         self.num_ticks += 1
         for request in [r for r in self.requests.values() if r.worker_id is None]:
             await self._route(request)
+        self._fail_unroutable(time.monotonic())
         trace_priorities = {}
         if self.params.name == "trace":
             by_key = self.trace.priorities_at([r.trace_key for r in self.requests.values()],
@@ -209,6 +225,16 @@ class SchedulerCore:
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
             self._apply(link, plan_worker(candidates, chosen), chosen)
+
+    def _fail_unroutable(self, now_s: float) -> None:
+        """Mutates: a request no worker has taken for unroutable_timeout_s fails with
+        UNAVAILABLE — whether no worker ever connected, every one was lost, or the one it was
+        moved to died before the move was noticed."""
+        limit_s = self.config.unroutable_timeout_s
+        for request in self.requests.values():
+            if request.worker_id is None and now_s - request.unrouted_since_s > limit_s:
+                self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE,
+                                             f"no worker could take the request within {limit_s:g} s"))
 
     def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest]) -> None:
         """Mutates: sends the plan's commands and records the phases they lead to."""

@@ -41,6 +41,7 @@ class ClusterRequest:
     priority: int = 0
     arrival_s: float = field(default_factory=time.monotonic)
     worker_id: str | None = None
+    unrouted_since_s: float = field(default_factory=time.monotonic)  # while worker_id is None
     phase: Phase = Phase.QUEUED
     is_admitted: bool = False  # the current worker knows this request
     generated_token_ids: list[int] = field(default_factory=list)

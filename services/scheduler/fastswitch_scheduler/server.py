@@ -28,7 +28,8 @@ class SchedulerServer:
         grpc_server.enable_reflection(self.server, SERVICE_NAME)
         self.port = transport.bind(self.server, config.listen, config.security)
         tenants = TenantRegistry.from_file(config.tenants_file, input_weight=config.vtc_input_weight,
-                                           output_weight=config.vtc_output_weight)
+                                           output_weight=config.vtc_output_weight,
+                                           allow_anonymous_admin=config.allow_anonymous_admin)
         self.core = SchedulerCore(config, tenants)
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self.core), self.server)
         self._health_task: asyncio.Task | None = None

@@ -1,20 +1,57 @@
 """Tenant identity and weights, and the virtual token counters (VTC, OSDI'24).
 
 Identity comes from call metadata: `authorization: Bearer <token>` mapped to a tenant by the
-tenants file. Without a tenants file auth is off and every caller is the anonymous tenant.
+tenants file. Without a tenants file auth is off and every caller is the anonymous tenant, an
+admin only when the operator opted in (`--allow-anonymous-admin`).
+
+Tenant names are checked when the file loads: letters, digits and `_.-`, so a name can never
+contain the `:` that scopes conversation ids (`<tenant>:<conversation>`), and one tenant cannot
+name another's conversation.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ANONYMOUS = "anonymous"
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+MIN_WEIGHT = 1e-3
+MAX_WEIGHT = 1e3
+MAX_TOKEN_CHARS = 4096
 
 
 class AuthError(Exception):
     """The caller's credentials are missing or unknown."""
+
+
+class UnknownTenantError(KeyError):
+    """An admin call named a tenant the tenants file does not declare."""
+
+
+def check_weight(weight: float) -> float:
+    """Raises ValueError unless `weight` is finite and in [MIN_WEIGHT, MAX_WEIGHT]: a NaN, an
+    infinity or a denormal would poison the tenant's virtual counter for good."""
+    if not (isinstance(weight, int | float) and math.isfinite(weight)
+            and MIN_WEIGHT <= weight <= MAX_WEIGHT):
+        raise ValueError(f"weight must be a finite number in [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}], "
+                         f"got {weight!r}"[:200])
+    return float(weight)
+
+
+def check_tenant_name(name: str) -> str:
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+        raise ValueError("tenant names are 1-64 letters, digits and _.- (starting with a letter "
+                         f"or digit), got {shorten(str(name))!r}")
+    return name
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    """What error messages quote of a caller's string: never more than `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass
@@ -41,24 +78,43 @@ class TenantRegistry:
         return bool(self.tokens)
 
     @classmethod
-    def from_file(cls, path: str, *, input_weight: float, output_weight: float) -> TenantRegistry:
+    def from_file(cls, path: str, *, input_weight: float, output_weight: float,
+                  allow_anonymous_admin: bool = False) -> TenantRegistry:
+        """Raises ValueError naming the first problem of an unreadable or invalid file."""
         registry = cls(input_weight=input_weight, output_weight=output_weight)
         if not path:
-            registry.tenants[ANONYMOUS] = TenantState(ANONYMOUS, is_admin=True)
+            registry.tenants[ANONYMOUS] = TenantState(ANONYMOUS, is_admin=allow_anonymous_admin)
             return registry
         try:
             spec = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read tenants file {path}: {exc}") from exc
-        if not isinstance(spec, dict) or not isinstance(spec.get("tokens"), dict) or not spec["tokens"]:
-            raise ValueError(f"tenants file {path} needs a non-empty object 'tokens': {{token: tenant}}")
-        weights = spec.get("weights", {})
-        admins = set(spec.get("admins", []))
-        for token, tenant in spec["tokens"].items():
-            registry.tokens[str(token)] = str(tenant)
-            registry.tenants.setdefault(str(tenant), TenantState(
-                str(tenant), weight=float(weights.get(tenant, 1.0)), is_admin=tenant in admins))
+        try:
+            registry._load(spec)
+        except ValueError as exc:
+            raise ValueError(f"tenants file {path}: {exc}") from exc
         return registry
+
+    def _load(self, spec: object) -> None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("tokens"), dict) or not spec["tokens"]:
+            raise ValueError("needs a non-empty object 'tokens': {token: tenant}")
+        weights, admins = spec.get("weights", {}), spec.get("admins", [])
+        if not isinstance(weights, dict) or not isinstance(admins, list):
+            raise ValueError("'weights' must be an object {tenant: weight}, 'admins' a list")
+        for token, tenant in spec["tokens"].items():
+            if not token or len(token) > MAX_TOKEN_CHARS or not token.isprintable() or " " in token:
+                raise ValueError(f"token of tenant {shorten(str(tenant))!r} must be 1-{MAX_TOKEN_CHARS} "
+                                 "printable characters without spaces")
+            self.tokens[token] = check_tenant_name(tenant)
+            self.tenants.setdefault(tenant, TenantState(tenant))
+        for tenant, weight in weights.items():
+            if tenant not in self.tenants:
+                raise ValueError(f"weight for {shorten(str(tenant))!r}, which has no token")
+            self.tenants[tenant].weight = check_weight(weight)
+        for tenant in admins:
+            if tenant not in self.tenants:
+                raise ValueError(f"admin {shorten(str(tenant))!r} has no token")
+            self.tenants[tenant].is_admin = True
 
     def identify(self, metadata: tuple[tuple[str, str], ...] | None) -> TenantState:
         """The tenant of a call; raises AuthError when auth is on and the token is unknown."""
@@ -71,9 +127,12 @@ class TenantRegistry:
         return self.tenants[self.tokens[token]]
 
     def set_weight(self, name: str, weight: float) -> TenantState:
-        if weight <= 0:
-            raise ValueError(f"weight must be > 0, got {weight}")
-        tenant = self.tenants.setdefault(name, TenantState(name))
+        """Mutates. Raises ValueError for a weight out of range, UnknownTenantError for a tenant
+        the tenants file does not declare."""
+        weight = check_weight(weight)
+        tenant = self.tenants.get(name)
+        if tenant is None:
+            raise UnknownTenantError(name)
         tenant.weight = weight
         return tenant
 

@@ -1,6 +1,9 @@
 """The scheduler's session with one worker: commands down, step events up, reconnects.
 
-The only module that speaks fastswitch.v1.Worker.
+The only module that speaks fastswitch.v1.Worker. A worker holds one scheduler session; the
+scheduler announces its epoch (start time) when it opens one, and a worker hands its session to
+the newest scheduler: an older one is refused (FAILED_PRECONDITION) and retries slowly, so two
+schedulers during a rolling update never take the worker from each other in turn.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from fastswitch.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger("fastswitch.scheduler.link")
 RECONNECT_DELAY_S = 0.5
+SUPERSEDED_RETRY_S = 5.0  # a newer scheduler holds the worker: look again now and then
 
 
 class WorkerLink:
     """Mutated on the scheduler's asyncio loop only."""
 
-    def __init__(self, address: str, security: transport.TransportSecurity, *,
+    def __init__(self, address: str, security: transport.TransportSecurity, *, epoch: int = 0,
                  on_ready: Callable[[WorkerLink], None],
                  on_event: Callable[[WorkerLink, worker_pb2.StepEvent], None],
                  on_lost: Callable[[WorkerLink], Awaitable[None] | None]) -> None:
         self.address = address
         self.security = security
+        self.epoch = epoch
+        self.is_superseded = False  # a newer scheduler holds this worker's session
         self.worker_id = address  # replaced by the worker's own id from its hello
         self.hello: worker_pb2.WorkerHello | None = None
         self.capacity = None
@@ -72,17 +78,21 @@ class WorkerLink:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                if self.is_ready:
-                    log.warning("worker session lost", extra={"worker": self.worker_id,
-                                                              "code": exc.code().name})
+                was_superseded = self.is_superseded
+                self.is_superseded = exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+                if self.is_ready or self.is_superseded != was_superseded:
+                    log.warning("worker session lost", extra={
+                        "worker": self.worker_id, "code": exc.code().name,
+                        "details": (exc.details() or "")[:200]})
             except Exception:
                 log.exception("worker session failed", extra={"worker": self.worker_id})
             await self._lose()
-            await asyncio.sleep(RECONNECT_DELAY_S)
+            await asyncio.sleep(SUPERSEDED_RETRY_S if self.is_superseded else RECONNECT_DELAY_S)
 
     async def _session(self, stub: worker_pb2_grpc.WorkerStub) -> None:
         self._outbox = asyncio.Queue()
-        call = stub.Session(self._commands())
+        call = stub.Session(self._commands(),
+                            metadata=((transport.SCHEDULER_EPOCH_METADATA, str(self.epoch)),))
         async for response in call:
             kind = response.WhichOneof("event")
             if kind == "hello":
@@ -90,6 +100,7 @@ class WorkerLink:
                 self.worker_id = response.hello.worker_id
                 self.capacity = response.hello.capacity
                 self.is_ready = True
+                self.is_superseded = False
                 self.is_draining = False
                 log.info("worker connected", extra={"worker": self.worker_id, "address": self.address})
                 self._on_ready(self)
