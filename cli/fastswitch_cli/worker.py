@@ -22,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastswitch worker: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, service="worker")
-    asyncio.run(serve(config))
-    return 0
+    # Non-zero (1) when the engine became unrecoverable: the orchestrator restarts the worker.
+    return asyncio.run(serve(config))

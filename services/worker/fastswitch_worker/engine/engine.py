@@ -40,6 +40,15 @@ class InvalidRequestError(ValueError):
     """The request cannot be served as given (empty or oversized prompt, duplicate id...)."""
 
 
+class EngineInconsistentError(RuntimeError):
+    """After a failed step the engine's bookkeeping is broken: it cannot serve any more.
+    `request_ids` are the failed step's requests, as fail_step() would have returned them."""
+
+    def __init__(self, message: str, request_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.request_ids = request_ids
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,6 +105,9 @@ class Engine:
         self._reported_status: dict[str, RequestStatus] = {}
         self._reasons: dict[str, str] = {}
         self._step = 0
+        # The requests the current step computes, fixed once its batch and copies are set up;
+        # None before that (a failure then may have touched any request).
+        self._step_request_ids: tuple[str, ...] | None = None
 
     # ---- commands -------------------------------------------------------------------------
     def add_request(self, request_id: str, prompt_token_ids: list[int], *,
@@ -173,11 +185,13 @@ class Engine:
     def step(self) -> StepResult:
         """Mutates everything: one iteration of the engine loop."""
         self._step += 1
+        self._step_request_ids = None
         stall_start_ms = self.counters.stall_ms
         self.copies.poll(wait=False)
         output = self.scheduler.schedule()
         self._count_preemptions(output)
         self.copies.start(output, self.requests)
+        self._step_request_ids = tuple(chunk.request.request_id for chunk in output.chunks)
         if not output.chunks:
             # Nothing to compute until a copy lands: wait for it rather than spin (idle
             # time, not a stall: there is nothing to overlap with).
@@ -200,6 +214,28 @@ class Engine:
         return StepResult(self._step, tuple(outputs), self._state_changes(), tuple(published),
                           tuple(evicted), output.num_batched_tokens,
                           self.counters.stall_ms - stall_start_ms)
+
+    def fail_step(self) -> tuple[str, ...]:
+        """Mutates: after step() raised, aborts the requests that step was computing (every
+        live request when it failed before its batch was set up: any of them may have been
+        touched), frees their KV through the abort path and checks the allocators.
+
+        Returns the ids of the step's requests, including any the step finished before it
+        failed (their last tokens were lost with it). Raises EngineInconsistentError when the
+        bookkeeping is broken and the engine must not step again.
+        """
+        failed = self._step_request_ids
+        if failed is None:
+            failed = tuple(rid for rid, r in self.requests.items() if not r.status.is_done)
+        self._step_request_ids = None
+        try:
+            for request_id in failed:
+                self.abort(request_id)
+            self.kv.check_integrity()
+        except Exception as exc:
+            raise EngineInconsistentError(f"KV bookkeeping broken after a failed step: {exc!r}",
+                                          failed) from exc
+        return failed
 
     def _finish(self, request: Request) -> None:
         request.set_status(RequestStatus.FINISHED)

@@ -11,6 +11,9 @@ from fastswitch import transport
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
 
 DEFAULT_PORT = 50061
+# Longer than any one engine step takes (a long prefill on CPU included), so liveness fails only
+# for a loop that is stuck or dead.
+DEFAULT_LIVENESS_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ class WorkerConfig:
     advertise_address: str = ""
     kvstore_addr: str = ""  # empty: multi-turn KV is not published anywhere
     drain_timeout_s: float = 30.0
+    # Liveness (grpc.health.v1 service LIVENESS_SERVICE) fails when the engine thread has not
+    # beaten its heartbeat for this long.
+    liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S
     security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = "info"
 
@@ -30,6 +36,8 @@ class WorkerConfig:
             raise ValueError("worker_id must not be empty")
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s must be >= 0")
+        if not self.liveness_timeout_s > 0:
+            raise ValueError("liveness_timeout_s must be > 0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compute-threads", type=int, default=None,
                         help="torch intra-op threads (default: leave a core per copy thread)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
+    parser.add_argument(
+        "--liveness-timeout-s", type=float,
+        default=float(env("FASTSWITCH_LIVENESS_TIMEOUT_S", str(DEFAULT_LIVENESS_TIMEOUT_S))),
+        help="report the grpc.health.v1 service 'fastswitch.liveness' NOT_SERVING once the "
+             "engine loop has made no progress for this many seconds (stuck or dead); keep it "
+             "above the longest step, e.g. a long prefill on CPU (env "
+             f"FASTSWITCH_LIVENESS_TIMEOUT_S, default {DEFAULT_LIVENESS_TIMEOUT_S:g})")
     parser.add_argument("--log-level", default=env("FASTSWITCH_LOG_LEVEL", "info"))
     transport.add_arguments(parser)
 
@@ -75,5 +90,7 @@ def from_args(args: argparse.Namespace) -> WorkerConfig:
         max_num_seqs=args.max_num_seqs, num_compute_threads=args.compute_threads)
     return WorkerConfig(engine=engine, listen=args.listen, worker_id=args.worker_id,
                         advertise_address=args.advertise_address, kvstore_addr=args.kvstore_addr,
-                        drain_timeout_s=args.drain_timeout_s, security=transport.from_args(args),
+                        drain_timeout_s=args.drain_timeout_s,
+                        liveness_timeout_s=args.liveness_timeout_s,
+                        security=transport.from_args(args),
                         log_level=args.log_level)
