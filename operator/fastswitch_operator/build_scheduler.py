@@ -11,6 +11,12 @@ from fastswitch_operator.build_config import (
     config_env_from,
     model_volume,
 )
+from fastswitch_operator.build_transport import (
+    service_probes,
+    transport_args,
+    transport_env,
+    transport_volume,
+)
 from fastswitch_operator.spec import ClusterSpec
 
 TENANTS_DIR = "/etc/fastswitch/tenants"
@@ -31,18 +37,23 @@ def scheduler_args(cluster: ClusterSpec) -> list[str]:
         f"--workers={names.workers_address(cluster.name, cluster.namespace)}",
         f"--policy={scheduler.policy}",
         f"--tick-ms={scheduler.tick_ms}",
+        f"--max-queued-requests={scheduler.max_queued_requests}",
+        f"--max-queued-per-tenant={scheduler.max_queued_per_tenant}",
+        f"--unroutable-timeout-s={scheduler.unroutable_timeout_seconds:g}",
     ]
     for key, value in sorted(scheduler.policy_params.items()):
         args.append(f"{POLICY_FLAGS[scheduler.policy, key]}={value}")
     if scheduler.tenants_secret is not None:
         args.append(f"--tenants-file={TENANTS_DIR}/{scheduler.tenants_secret.key}")
-    return args
+    return args + transport_args(cluster)
 
 
 def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
     scheduler = cluster.scheduler
     name = names.scheduler_name(cluster.name)
     mounts, volumes = model_volume(cluster)
+    tls_mounts, tls_volumes = transport_volume(cluster)
+    mounts, volumes = mounts + tls_mounts, volumes + tls_volumes
     if scheduler.tenants_secret is not None:
         # A directory mount (no subPath) so rotated tokens reach the running scheduler.
         mounts.append({"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True})
@@ -58,10 +69,11 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         args=scheduler_args(cluster),
         port=names.SCHEDULER_PORT,
         resources=scheduler.placement.resources,
+        env=transport_env(cluster, names.SCHEDULER),
         env_from=config_env_from(cluster),
         mounts=mounts,
     )
-    container.update(pods.grpc_probes(names.SCHEDULER_PORT, startup_seconds=120))
+    container.update(service_probes(cluster, names.SCHEDULER_PORT, startup_seconds=120))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -19,9 +19,16 @@ from fastswitch_operator.build_config import (
     config_env_from,
     model_volume,
 )
+from fastswitch_operator.build_transport import (
+    transport_args,
+    transport_env,
+    transport_volume,
+    worker_probes,
+)
 from fastswitch_operator.spec import ClusterSpec
 
-# Loading the checkpoint and allocating the KV cache happen before SERVING.
+# Loading the checkpoint and allocating the KV cache happen before SERVING: the startup probe
+# allows this long before the liveness probe may restart a worker.
 WORKER_STARTUP_SECONDS = 900
 # After the drain: handing back what did not finish, and stopping the server and engine.
 DRAIN_MARGIN_SECONDS = 15
@@ -50,7 +57,7 @@ def worker_args(cluster: ClusterSpec) -> list[str]:
         args.append(f"--dtype={model.dtype}")
     if model.dummy_weights:
         args.append("--load-format=dummy")
-    return args
+    return args + transport_args(cluster)
 
 
 def worker_resources(cluster: ClusterSpec) -> dict[str, Any]:
@@ -67,6 +74,7 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
     workers = cluster.workers
     name = names.workers_name(cluster.name)
     model_mounts, model_volumes = model_volume(cluster)
+    tls_mounts, tls_volumes = transport_volume(cluster)
     worker = pods.container(
         cluster,
         name=names.WORKER,
@@ -75,17 +83,19 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
         args=worker_args(cluster),
         port=names.WORKER_PORT,
         resources=worker_resources(cluster),
-        env=[{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        env=[{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+             *transport_env(cluster, names.WORKER)],
         env_from=config_env_from(cluster),
         # Pinned host memory and torch's shared-memory tensors need more than 64Mi of /dev/shm.
-        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *model_mounts],
+        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *model_mounts, *tls_mounts],
     )
-    worker.update(pods.grpc_probes(names.WORKER_PORT, startup_seconds=WORKER_STARTUP_SECONDS))
+    worker.update(worker_probes(cluster, startup_seconds=WORKER_STARTUP_SECONDS))
     pod_spec = pods.pod_spec(
         cluster,
         workers.placement,
         [worker],
-        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory"}}, *model_volumes],
+        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory"}}, *model_volumes,
+                 *tls_volumes],
         termination_grace_seconds=workers.drain_timeout_seconds + DRAIN_MARGIN_SECONDS,
     )
     return {

@@ -1,7 +1,12 @@
-"""Every child of a FastSwitchCluster, in the order they are applied."""
+"""Every child of a FastSwitchCluster, in the order they are applied.
+
+The generated Secrets (build_secrets) are not among them: they are created once, before these,
+and never patched or pruned.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastswitch_operator import names
@@ -12,7 +17,9 @@ from fastswitch_operator.build_kvstore import (
     build_redis_deployment,
     build_redis_service,
 )
+from fastswitch_operator.build_network_policies import build_network_policies
 from fastswitch_operator.build_scheduler import build_scheduler_deployment, build_scheduler_service
+from fastswitch_operator.build_secrets import with_secret_versions
 from fastswitch_operator.build_workers import build_workers_service, build_workers_statefulset
 from fastswitch_operator.spec import ClusterSpec
 
@@ -22,13 +29,18 @@ CHILD_KINDS = (
     ("v1", "Service"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 
-def build_children(cluster: ClusterSpec) -> list[dict[str, Any]]:
-    """Desired children: configuration and Services first, so pods find them when they start."""
+def build_children(cluster: ClusterSpec,
+                   secret_versions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Desired children: configuration, NetworkPolicies and Services first, so pods find them
+    (and are guarded) when they start. `secret_versions` (name -> resourceVersion of the
+    generated Secrets) go on the pod templates that read them."""
     children = [
         build_configmap(cluster),
+        *build_network_policies(cluster),
         build_workers_service(cluster),
         build_kvstore_service(cluster),
         build_scheduler_service(cluster),
@@ -40,7 +52,7 @@ def build_children(cluster: ClusterSpec) -> list[dict[str, Any]]:
         build_workers_statefulset(cluster),
         build_scheduler_deployment(cluster),
     ]
-    return children
+    return with_secret_versions(children, secret_versions or {})
 
 
 def workload_names(cluster_name: str) -> dict[str, tuple[str, str]]:

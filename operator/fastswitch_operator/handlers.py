@@ -1,7 +1,8 @@
 """kopf handlers: thin adapters from kopf's causes to `reconcile`.
 
-Run with `kopf run --standalone --all-namespaces --liveness=http://0.0.0.0:8080/healthz
--m fastswitch_operator.handlers` (what the Helm chart does).
+Run with `kopf run --standalone --namespace=NS --liveness=http://0.0.0.0:8080/healthz
+-m fastswitch_operator.handlers` (what the Helm chart does: one --namespace per namespace
+served, or --all-namespaces when asked to serve the whole cluster).
 
 - create / update / resume of a FastSwitchCluster: reconcile it; an invalid spec is a
   PermanentError (until the spec changes), waiting on the world a TemporaryError with backoff.

@@ -75,7 +75,8 @@ class KubeApi:
         self._dynamic = DynamicClient(self._api_client, cache_file=cache_file)
         self._resources: dict[tuple[str, str], Any] = {}
         # Resolve every kind up front: discovery is not safe to run from several threads.
-        kinds = ((names.API_VERSION, names.KIND), ("v1", "PersistentVolumeClaim"), *CHILD_KINDS)
+        kinds = ((names.API_VERSION, names.KIND), ("v1", "PersistentVolumeClaim"), ("v1", "Secret"),
+                 *CHILD_KINDS)
         for api_version, kind in kinds:
             self._resource(api_version, kind)
 
@@ -142,6 +143,29 @@ class KubeApi:
         except DynamicApiError as exc:
             raise KubeError(f"cannot patch {kind} {namespace}/{name}: {exc.reason}") from exc
         return Applied("patched", patched.to_dict())
+
+    def create_if_absent(self, desired: Mapping[str, Any]) -> Applied:
+        """Create an object unless one of that name exists; never changes an existing one.
+
+        For generated Secrets: their values are made once, and no copy of them goes into a
+        last-applied annotation. Returns "created" or "unchanged" with the live object.
+        """
+        api_version, kind = desired["apiVersion"], desired["kind"]
+        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+        live = self.get(api_version, kind, namespace, name)
+        if live is not None:
+            return Applied("unchanged", live)
+        try:
+            created = self._resource(api_version, kind).create(body=dict(desired),
+                                                               namespace=namespace)
+        except ConflictError:  # created meanwhile: keep that one
+            live = self.get(api_version, kind, namespace, name)
+            if live is None:
+                raise KubeError(f"{kind} {namespace}/{name} vanished while being created") from None
+            return Applied("unchanged", live)
+        except DynamicApiError as exc:
+            raise KubeError(f"cannot create {kind} {namespace}/{name}: {exc.reason}") from exc
+        return Applied("created", created.to_dict())
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete an object (its own children go by garbage collection); False if absent."""

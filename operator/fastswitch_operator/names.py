@@ -20,6 +20,7 @@ SCHEDULER = "scheduler"
 KVSTORE = "kvstore"
 REDIS = "redis"
 CONFIG = "config"  # the shared ConfigMap: no pods, no selector
+CREDENTIALS = "credentials"  # the generated Secrets' label (Redis's password is REDIS's)
 COMPONENTS = (WORKER, SCHEDULER, KVSTORE, REDIS)
 
 # gRPC ports served by `fastswitch scheduler|worker|kvstore`, and Redis.
@@ -59,6 +60,28 @@ def redis_name(cluster: str) -> str:
     return f"{cluster}-redis"
 
 
+def cluster_token_name(cluster: str) -> str:
+    """The Secret holding the credential the cluster's own components present to each other."""
+    return f"{cluster}-cluster-token"
+
+
+def redis_password_name(cluster: str) -> str:
+    """The Secret holding the password of the Redis the operator runs."""
+    return f"{cluster}-redis"
+
+
+def workload_name(cluster: str, component: str) -> str:
+    """A component's workload and Service, by component (names.WORKER, ...)."""
+    workloads = {WORKER: workers_name, SCHEDULER: scheduler_name, KVSTORE: kvstore_name,
+                 REDIS: redis_name}
+    return workloads[component](cluster)
+
+
+def network_policy_name(cluster: str, component: str) -> str:
+    """The NetworkPolicy guarding a component's pods: named after its workload."""
+    return workload_name(cluster, component)
+
+
 def selector_labels(cluster: str, component: str) -> dict[str, str]:
     """Labels that select a component's pods; never change them on live objects."""
     return {
@@ -87,6 +110,11 @@ def service_host(name: str, namespace: str) -> str:
     return f"{name}.{namespace}.svc"
 
 
+def component_host(cluster: str, namespace: str, component: str) -> str:
+    """The DNS name callers use for a component: what its TLS certificate must name."""
+    return service_host(workload_name(cluster, component), namespace)
+
+
 def scheduler_address(cluster: str, namespace: str) -> str:
     return f"{service_host(scheduler_name(cluster), namespace)}:{SCHEDULER_PORT}"
 
@@ -100,5 +128,8 @@ def workers_address(cluster: str, namespace: str) -> str:
     return f"{service_host(workers_name(cluster), namespace)}:{WORKER_PORT}"
 
 
-def redis_url(cluster: str, namespace: str) -> str:
-    return f"redis://{service_host(redis_name(cluster), namespace)}:{REDIS_PORT}/0"
+def redis_url(cluster: str, namespace: str, password_env: str) -> str:
+    """The managed Redis's URL, its password taken from the variable `password_env` (which the
+    kubelet expands in env values: the password itself never appears in the pod spec)."""
+    return (f"redis://:$({password_env})@{service_host(redis_name(cluster), namespace)}"
+            f":{REDIS_PORT}/0")

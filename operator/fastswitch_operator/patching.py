@@ -60,12 +60,20 @@ def _diff(live: Mapping[str, Any], desired: Mapping[str, Any], previous: Mapping
             nested = _diff(have, want, before if isinstance(before, Mapping) else {}, key)
             if nested:
                 patch[key] = nested
-        elif not _holds(have, want, key, parent_key):
+        elif not _holds(have, want, key, parent_key) or _list_changed(previous, key, want):
             patch[key] = copy.deepcopy(want)
     for key in previous:
         if key not in desired and key in live:
             patch[key] = None  # set by an earlier reconcile, no longer wanted
     return patch
+
+
+def _list_changed(previous: Mapping[str, Any], key: str, want: Any) -> bool:
+    """Whether a list differs from the one last applied. A live list can hold the desired one
+    while holding more (server defaults in its items), so without this an item's field the
+    operator stopped setting (a NetworkPolicy rule's `from`) would never be removed."""
+    return (isinstance(want, list) and key in previous
+            and previous[key] != json.loads(json.dumps(want)))
 
 
 def _holds(have: Any, want: Any, key: str, parent_key: str) -> bool:

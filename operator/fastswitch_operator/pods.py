@@ -1,4 +1,5 @@
-"""Pieces every child workload shares: metadata, security contexts, probes, pod spec."""
+"""Pieces every child workload shares: metadata, security contexts, containers, pod spec,
+Services (probes and transport security: build_transport)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import copy
 from typing import Any
 
 from fastswitch_operator import names
-from fastswitch_operator.spec import ClusterSpec, Placement
+from fastswitch_operator.spec import ClusterSpec
+from fastswitch_operator.spec_fields import Placement
 
 # The user the FastSwitch images run as (see docker/*.Dockerfile).
 APP_UID = 10001
@@ -37,24 +39,6 @@ def pod_security_context(uid: int = APP_UID) -> dict[str, Any]:
         "runAsGroup": uid,
         "fsGroup": uid,
         "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def grpc_probes(port: int, *, startup_seconds: int) -> dict[str, Any]:
-    """Probes for a FastSwitch gRPC service.
-
-    Ready follows grpc.health.v1 (NOT_SERVING while loading, and while draining after SIGTERM,
-    so a draining pod leaves its Services at once). Alive only needs the port to accept
-    connections: a pod that is loading or draining must not be restarted for it.
-    """
-    return {
-        "startupProbe": {
-            "tcpSocket": {"port": port},
-            "periodSeconds": 5,
-            "failureThreshold": max(1, startup_seconds // 5),
-        },
-        "readinessProbe": {"grpc": {"port": port}, "periodSeconds": 5, "failureThreshold": 2},
-        "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 6},
     }
 
 

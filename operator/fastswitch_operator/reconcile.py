@@ -1,4 +1,5 @@
-"""One reconcile of a FastSwitchCluster: validate, apply its children, prune, compute status.
+"""One reconcile of a FastSwitchCluster: validate, wait for what the spec refers to, create the
+generated Secrets, apply its children, prune, compute status.
 
 Level-triggered: it reads the whole resource, never a diff, so the kopf handlers (create,
 update, resume) and the child-event handler can all call it, in any order, any number of times.
@@ -15,6 +16,8 @@ from typing import Any
 import kopf
 
 from fastswitch_operator import names, status
+from fastswitch_operator.build_secrets import build_secrets, secret_problem
+from fastswitch_operator.build_transport import TLS_CA, TLS_CERT, TLS_KEY
 from fastswitch_operator.children import CHILD_KINDS, build_children, workload_names
 from fastswitch_operator.kube import KubeApi, NotOwnedError
 from fastswitch_operator.spec import ClusterSpec, Images, InvalidSpecError, parse_spec
@@ -102,9 +105,11 @@ def reconcile(api: KubeApi, body: Mapping[str, Any], default_images: Images, now
     if claim is not None and api.get("v1", "PersistentVolumeClaim", cluster.namespace, claim) is None:
         raise WaitingError("WaitingForVolume",
                            f"waiting for PersistentVolumeClaim {claim} (spec.model.pvc)")
-    desired = build_children(cluster)
-    kopf.adopt(desired, owner=dict(body))
+    check_tls_secret(api, cluster)
     actions: dict[str, str] = {}
+    secret_versions = ensure_secrets(api, cluster, body, actions)
+    desired = build_children(cluster, secret_versions)
+    kopf.adopt(desired, owner=dict(body))
     live: dict[tuple[str, str], dict[str, Any]] = {}
     for child in desired:
         applied = api.apply(child, owner_uid=meta["uid"])
@@ -122,6 +127,40 @@ def reconcile(api: KubeApi, body: Mapping[str, Any], default_images: Images, now
         now=now,
     )
     return Outcome(new_status, actions)
+
+
+def check_tls_secret(api: KubeApi, cluster: ClusterSpec) -> None:
+    """Raise WaitingError until spec.tls's Secret exists with every file the pods use (an
+    issuer that writes no ca.crt cannot serve: the services verify each other with it)."""
+    if cluster.tls is None:
+        return
+    name = cluster.tls.secret_name
+    secret = api.get("v1", "Secret", cluster.namespace, name)
+    if secret is None:
+        raise WaitingError("WaitingForTLSSecret", f"waiting for Secret {name} (spec.tls.secretName)")
+    missing = [key for key in (TLS_CERT, TLS_KEY, TLS_CA) if key not in (secret.get("data") or {})]
+    if missing:
+        raise WaitingError("WaitingForTLSSecret",
+                           f"Secret {name} (spec.tls.secretName) has no {', '.join(missing)}")
+
+
+def ensure_secrets(api: KubeApi, cluster: ClusterSpec, body: Mapping[str, Any],
+                   actions: dict[str, str]) -> dict[str, str]:
+    """Create the generated Secrets that are missing (adopted, so they go with the cluster);
+    never change an existing one. Returns each one's resourceVersion by name and records what
+    was done in `actions`. Raises WaitingError when an existing one cannot be used."""
+    generated = build_secrets(cluster)
+    kopf.adopt(generated, owner=dict(body))
+    versions = {}
+    for secret in generated:
+        applied = api.create_if_absent(secret)
+        name = secret["metadata"]["name"]
+        problem = secret_problem(secret, applied.live)
+        if problem is not None:
+            raise WaitingError("InvalidSecret", f"{problem} (delete it to have one generated)")
+        actions[f"Secret/{name}"] = applied.action
+        versions[name] = str(applied.live["metadata"].get("resourceVersion", ""))
+    return versions
 
 
 def prune(api: KubeApi, cluster: ClusterSpec, owner_uid: str,

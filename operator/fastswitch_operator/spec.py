@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastswitch_operator import names
-from fastswitch_operator.spec_fields import FieldReader, parse_bytes
+from fastswitch_operator.spec_fields import (
+    DNS_SUBDOMAIN,
+    FieldReader,
+    Placement,
+    SecretKey,
+    parse_bytes,
+    parse_placement,
+    parse_secret_key,
+)
+from fastswitch_operator.spec_security import (
+    NetworkPolicySpec,
+    TLSSpec,
+    parse_network_policy,
+    parse_tls,
+)
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -21,7 +35,6 @@ SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MODES = ("fastswitch", "baseline")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _RELATIVE_PATH = re.compile(r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")
 
 
@@ -31,21 +44,6 @@ class InvalidSpecError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class SecretKey:
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where and how big a component's pods are (Kubernetes shapes, passed through)."""
-
-    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,11 @@ class SchedulerSpec:
     policy_params: dict[str, Any]  # the chosen policy's parameters, camelCase as in the spec
     tenants_secret: SecretKey | None
     service_type: str
+    # Overload answers RESOURCE_EXHAUSTED past these many live requests (cluster, tenant); a
+    # request no worker can take fails with UNAVAILABLE after unroutable_timeout_seconds.
+    max_queued_requests: int
+    max_queued_per_tenant: int
+    unroutable_timeout_seconds: float
     placement: Placement
 
 
@@ -114,42 +117,8 @@ class ClusterSpec:
     scheduler: SchedulerSpec
     kvstore: KVStoreSpec
     images: Images
-
-
-def _secret_key(reader: FieldReader, key: str, default_key: str | None) -> SecretKey | None:
-    if not reader.has(key):
-        return None
-    sub = reader.sub(key, ("name", "key"))
-    name, secret_key = sub.get("name", "string"), sub.get("key", "string", default_key)
-    if not name or not _DNS_SUBDOMAIN.match(name):
-        sub.problems.append(f"{sub.path}.name must be the name of a Secret")
-    if not secret_key:
-        sub.problems.append(f"{sub.path}.key must name a key of the Secret")
-    return SecretKey(name or "", secret_key or "")
-
-
-def _placement(reader: FieldReader, *, with_scheduling: bool = True) -> Placement:
-    resources = reader.get("resources", "object", {})
-    for part in resources:
-        if part not in ("requests", "limits"):
-            reader.problems.append(f"{reader.path}.resources.{part} is not a known field")
-    for part in ("requests", "limits"):
-        quantities = resources.get(part) or {}
-        if not isinstance(quantities, Mapping):
-            reader.problems.append(f"{reader.path}.resources.{part} must be of type object")
-            continue
-        for resource, quantity in quantities.items():
-            if parse_bytes(quantity) is None:
-                reader.problems.append(
-                    f"{reader.path}.resources.{part}.{resource} is not a quantity: {quantity!r}"
-                )
-    if not with_scheduling:
-        return Placement(resources=dict(resources))
-    return Placement(
-        resources=dict(resources),
-        node_selector=dict(reader.get("nodeSelector", "object", {})),
-        tolerations=list(reader.get("tolerations", "array", [])),
-    )
+    tls: TLSSpec | None
+    network_policy: NetworkPolicySpec
 
 
 def _model(spec: FieldReader) -> ModelSpec:
@@ -161,7 +130,7 @@ def _model(spec: FieldReader) -> ModelSpec:
     if model.has("pvc"):
         pvc = model.sub("pvc", ("claimName", "path"))
         claim, path = pvc.get("claimName", "string"), pvc.get("path", "string", "")
-        if not claim or not _DNS_SUBDOMAIN.match(claim):
+        if not claim or not DNS_SUBDOMAIN.match(claim):
             pvc.problems.append(f"{pvc.path}.claimName must be the name of a PersistentVolumeClaim")
         if not _RELATIVE_PATH.match(path) or ".." in path.split("/"):
             pvc.problems.append(f"{pvc.path}.path must be a relative path inside the claim")
@@ -180,7 +149,7 @@ def _workers(spec: FieldReader) -> WorkersSpec:
     if swap_bytes is None or swap_bytes < 0:
         workers.problems.append(f"spec.workers.hostSwapBytes is not a byte quantity: {swap!r}")
         swap_bytes = 0
-    placement = _placement(workers)
+    placement = parse_placement(workers)
     memory_limit = parse_bytes(placement.resources.get("limits", {}).get("memory", 0))
     if memory_limit and memory_limit < swap_bytes:
         workers.problems.append(
@@ -205,6 +174,7 @@ def _workers(spec: FieldReader) -> WorkersSpec:
 
 def _scheduler(spec: FieldReader) -> SchedulerSpec:
     known = ("replicas", "policy", "tickMs", "vtc", "trace", "tenantsSecret", "serviceType",
+             "maxQueuedRequests", "maxQueuedPerTenant", "unroutableTimeoutSeconds",
              "resources", "nodeSelector", "tolerations")
     scheduler = spec.sub("scheduler", known)
     policy = scheduler.get("policy", "string", "vtc", choices=POLICIES)
@@ -224,15 +194,23 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
             scheduler.problems.append(
                 f"spec.scheduler.{params_policy} is only used by policy {params_policy}"
             )
+    unroutable_s = scheduler.get("unroutableTimeoutSeconds", "number", 30, high=3600)
+    if unroutable_s <= 0:
+        scheduler.problems.append("spec.scheduler.unroutableTimeoutSeconds must be greater than 0")
     return SchedulerSpec(
         # One scheduler owns the workers' sessions: a second would take them over.
         replicas=scheduler.get("replicas", "integer", 1, low=1, high=1),
         policy=policy,
         tick_ms=scheduler.get("tickMs", "integer", 10, low=1, high=60000),
         policy_params=params,
-        tenants_secret=_secret_key(scheduler, "tenantsSecret", "tenants.json"),
+        tenants_secret=parse_secret_key(scheduler, "tenantsSecret", "tenants.json"),
         service_type=scheduler.get("serviceType", "string", "ClusterIP", choices=SERVICE_TYPES),
-        placement=_placement(scheduler),
+        max_queued_requests=scheduler.get("maxQueuedRequests", "integer", 10_000,
+                                          low=1, high=1_000_000),
+        max_queued_per_tenant=scheduler.get("maxQueuedPerTenant", "integer", 2_000,
+                                            low=1, high=1_000_000),
+        unroutable_timeout_seconds=float(unroutable_s),
+        placement=parse_placement(scheduler),
     )
 
 
@@ -246,13 +224,13 @@ def _kvstore(spec: FieldReader) -> KVStoreSpec:
     url = redis.get("url", "string")
     if url is not None and not url.startswith(("redis://", "rediss://")):
         redis.problems.append("spec.kvstore.redis.url must start with redis:// or rediss://")
-    url_secret = _secret_key(redis, "urlSecret", None)
+    url_secret = parse_secret_key(redis, "urlSecret", None)
     if url is not None and url_secret is not None:
         redis.problems.append(
             "set at most one of spec.kvstore.redis.url or spec.kvstore.redis.urlSecret"
         )
-    return KVStoreSpec(url, url_secret, _placement(kvstore, with_scheduling=False),
-                       _placement(redis, with_scheduling=False))
+    return KVStoreSpec(url, url_secret, parse_placement(kvstore, with_scheduling=False),
+                       parse_placement(redis, with_scheduling=False))
 
 
 def _images(spec: FieldReader, defaults: Images) -> Images:
@@ -278,7 +256,8 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
             f"characters (its children add suffixes), not {len(name)}"
         )
     reader = FieldReader(spec, "spec", problems,
-                     ("logLevel", "model", "workers", "scheduler", "kvstore", "images"))
+                         ("logLevel", "model", "workers", "scheduler", "kvstore", "images", "tls",
+                          "networkPolicy"))
     cluster = ClusterSpec(
         name=name,
         namespace=namespace,
@@ -288,6 +267,8 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
         scheduler=_scheduler(reader),
         kvstore=_kvstore(reader),
         images=_images(reader, default_images),
+        tls=parse_tls(reader),
+        network_policy=parse_network_policy(reader),
     )
     if problems:
         raise InvalidSpecError(problems)

@@ -1,13 +1,17 @@
-"""Typed, defaulted reads from a spec's nested objects, collecting every problem found."""
+"""Typed, defaulted reads from a spec's nested objects, collecting every problem found, and the
+Kubernetes shapes several parts of the spec share (a Secret key, a placement)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
 _MISSING = object()
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class FieldReader:
@@ -64,3 +68,54 @@ def parse_bytes(quantity: Any) -> int | None:
         return int(parse_quantity(quantity))
     except (ValueError, TypeError):
         return None
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how big a component's pods are (Kubernetes shapes, passed through)."""
+
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_secret_key(reader: FieldReader, key: str, default_key: str | None) -> SecretKey | None:
+    if not reader.has(key):
+        return None
+    sub = reader.sub(key, ("name", "key"))
+    name, secret_key = sub.get("name", "string"), sub.get("key", "string", default_key)
+    if not name or not DNS_SUBDOMAIN.match(name):
+        sub.problems.append(f"{sub.path}.name must be the name of a Secret")
+    if not secret_key:
+        sub.problems.append(f"{sub.path}.key must name a key of the Secret")
+    return SecretKey(name or "", secret_key or "")
+
+
+def parse_placement(reader: FieldReader, *, with_scheduling: bool = True) -> Placement:
+    resources = reader.get("resources", "object", {})
+    for part in resources:
+        if part not in ("requests", "limits"):
+            reader.problems.append(f"{reader.path}.resources.{part} is not a known field")
+    for part in ("requests", "limits"):
+        quantities = resources.get(part) or {}
+        if not isinstance(quantities, Mapping):
+            reader.problems.append(f"{reader.path}.resources.{part} must be of type object")
+            continue
+        for resource, quantity in quantities.items():
+            if parse_bytes(quantity) is None:
+                reader.problems.append(
+                    f"{reader.path}.resources.{part}.{resource} is not a quantity: {quantity!r}"
+                )
+    if not with_scheduling:
+        return Placement(resources=dict(resources))
+    return Placement(
+        resources=dict(resources),
+        node_selector=dict(reader.get("nodeSelector", "object", {})),
+        tolerations=list(reader.get("tolerations", "array", [])),
+    )

@@ -19,7 +19,7 @@ NON_DEFAULT = {
         "image": {"repository": "registry.example/fastswitch/operator", "tag": "0.2.0",
                   "pullPolicy": "Always"},
         "imagePullSecrets": ["registry"],
-        "watchNamespaces": ["team-a", "team-b"],
+        "watch": {"clusterWide": False, "namespaces": ["fastswitch-system", "team-b"]},
         "logLevel": "debug",
         "healthPort": 9090,
         "nodeSelector": {"pool": "system"},
@@ -60,7 +60,12 @@ def all_docs(manifests):
     return [doc for docs in manifests.values() for doc in docs]
 
 
-@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+CLUSTER_WIDE = {"operator": {"watch": {"clusterWide": True}, "networkPolicy": {"enabled": False}}}
+VALUE_SETS = pytest.mark.parametrize("values", [{}, NON_DEFAULT, CLUSTER_WIDE],
+                                     ids=["default", "non-default", "cluster-wide"])
+
+
+@VALUE_SETS
 def test_every_manifest_validates_strictly(render, validate_cluster, values):
     for doc in all_docs(render(values)):
         if doc["kind"] == "FastSwitchCluster":
@@ -69,7 +74,7 @@ def test_every_manifest_validates_strictly(render, validate_cluster, values):
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+@VALUE_SETS
 def test_helm_lint_strict_is_clean(chart_dir, values):
     report = helm.lint(chart_dir, values, strict=True, kube_version="v1.30.0")
     assert report["errors"] == []
@@ -84,13 +89,23 @@ def test_one_resource_kind_per_template_named_after_it(render):
         assert kind_part == next(iter(kinds)).lower(), template
 
 
-def test_default_install_is_the_operator_with_cluster_wide_rbac(render):
+def kinds_of(manifests):
+    return {doc["kind"] for doc in all_docs(manifests)}
+
+
+def test_default_install_is_the_operator_serving_its_own_namespace(render):
     manifests = render()
-    assert {doc["kind"] for doc in all_docs(manifests)} == {
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
-    assert operator_args(manifests)[:3] == ["run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
-    assert "--all-namespaces" in operator_args(manifests)
-    assert operator_args(manifests)[-2:] == ["-m", "fastswitch_operator.handlers"]
+    assert kinds_of(manifests) == {
+        "ServiceAccount", "Role", "RoleBinding", "Deployment", "NetworkPolicy"}
+    (role,) = manifests["operator-role.yaml"]
+    (binding,) = manifests["operator-rolebinding.yaml"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "fastswitch-system"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    args = operator_args(manifests)
+    assert args[:3] == ["run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert [a for a in args if "namespace" in a] == ["--namespace=fastswitch-system"]
+    assert args[-2:] == ["-m", "fastswitch_operator.handlers"]
     env = operator_env(manifests)
     assert env["FASTSWITCH_WORKER_IMAGE"] == "fastswitch/worker:0.1.0"
     assert env["FASTSWITCH_REDIS_IMAGE"] == "redis:7.4-alpine"
@@ -98,18 +113,50 @@ def test_default_install_is_the_operator_with_cluster_wide_rbac(render):
     assert image == "fastswitch/operator:0.1.0"
 
 
+def test_cluster_wide_is_asked_for_and_then_nothing_is_namespaced(render):
+    manifests = render({"operator": {"watch": {"clusterWide": True}}})
+    assert kinds_of(manifests) == {
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy"}
+    (binding,) = manifests["operator-clusterrolebinding.yaml"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fs-fastswitch-operator",
+                                    "namespace": "fastswitch-system"}]
+    args = operator_args(manifests)
+    assert "--all-namespaces" in args
+    assert not [a for a in args if a.startswith("--namespace")]
+
+
 def test_watched_namespaces_get_roles_and_nothing_cluster_wide(render):
     manifests = render(NON_DEFAULT)
-    kinds = {doc["kind"] for doc in all_docs(manifests)}
+    kinds = kinds_of(manifests)
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
     roles = manifests["operator-role.yaml"]
-    assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["fastswitch-system", "team-b"]
     bindings = manifests["operator-rolebinding.yaml"]
     assert [b["subjects"][0] for b in bindings] == [
         {"kind": "ServiceAccount", "name": "fs-operator", "namespace": "fastswitch-system"}] * 2
     args = operator_args(manifests)
-    assert "--namespace=team-a" in args and "--namespace=team-b" in args
-    assert "--all-namespaces" not in args
+    assert [a for a in args if "namespace" in a] == [
+        "--namespace=fastswitch-system", "--namespace=team-b"]
+    elsewhere = render({"operator": {"watch": {"namespaces": ["team-a"]}}})
+    assert [r["metadata"]["namespace"] for r in elsewhere["operator-role.yaml"]] == ["team-a"]
+    assert "--namespace=fastswitch-system" not in operator_args(elsewhere)
+
+
+def test_the_example_cluster_must_be_where_the_operator_looks(chart):
+    values = {"exampleCluster": {"enabled": True}, "operator": {"watch": {"namespaces": ["a"]}}}
+    with pytest.raises(helm.HelmRenderError, match="does not serve: add it to operator.watch"):
+        chart.render(values, name="fs", namespace="ml")
+
+
+def test_operator_pod_admits_no_ingress_unless_told_not_to_guard_it(render):
+    (policy,) = render()["operator-networkpolicy.yaml"]
+    deployment = operator_deployment(render())
+    assert policy["metadata"]["namespace"] == "fastswitch-system"
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == []
+    assert "operator-networkpolicy.yaml" not in render(
+        {"operator": {"networkPolicy": {"enabled": False}}})
 
 
 def test_non_default_values_reach_the_operator(render):
@@ -156,18 +203,28 @@ def test_labels_are_recommended_and_selectors_minimal(render):
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_rbac_is_least_privilege(render):
-    (role,) = render()["operator-clusterrole.yaml"]
-    granted = {(group, resource): set(rule["verbs"])
-               for rule in role["rules"] for group in rule["apiGroups"]
-               for resource in rule["resources"]}
+def granted_by(rules):
+    return {(group, resource): set(rule["verbs"])
+            for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]}
+
+
+@pytest.mark.parametrize(("values", "template"), [
+    ({}, "operator-role.yaml"),
+    ({"operator": {"watch": {"clusterWide": True}}}, "operator-clusterrole.yaml"),
+], ids=["namespaced", "cluster-wide"])
+def test_rbac_is_least_privilege(render, values, template):
+    (role,) = render(values)[template]
+    granted = granted_by(role["rules"])
     assert not any("*" in key or "*" in verbs for key, verbs in granted.items())
     resources = {resource for _, resource in granted}
-    assert not resources & {"secrets", "pods", "customresourcedefinitions", "namespaces"}
+    assert not resources & {"pods", "customresourcedefinitions", "namespaces"}
     assert granted["fastswitch.io", "fastswitchclusters"] == {"get", "list", "watch", "patch"}
     assert granted["fastswitch.io", "fastswitchclusters/status"] == {"get", "patch"}
-    assert "delete" not in granted["fastswitch.io", "fastswitchclusters"]
     assert granted["", "persistentvolumeclaims"] == {"get"}
+    # Secrets it generates are created once and never listed, watched, changed or deleted.
+    assert granted["", "secrets"] == {"get", "create"}
+    assert granted["networking.k8s.io", "networkpolicies"] == {
+        "get", "list", "create", "patch", "delete"}
 
 
 def test_operator_runs_unprivileged_and_is_probed(render):
@@ -183,7 +240,11 @@ def test_operator_runs_unprivileged_and_is_probed(render):
 @pytest.mark.parametrize("values", [
     {"replicas": 2},
     {"operator": {"logLevel": "chatty"}},
-    {"operator": {"watchNamespaces": ["Team_A"]}},
+    {"operator": {"watch": {"namespaces": ["Team_A"]}}},
+    {"operator": {"watchNamespaces": ["team-a"]}},
+    {"operator": {"watch": {"clusterWide": True, "namespaces": ["team-a"]}}},
+    {"operator": {"watch": {"clusterWide": "yes"}}},
+    {"operator": {"networkPolicy": {"enabled": "yes"}}},
     {"operator": {"healthPort": "8080"}},
     {"operator": {"image": {"tag": "latest", "registry": "x"}}},
     {"images": {"pullPolicy": "Sometimes"}},
@@ -197,10 +258,21 @@ def test_values_outside_the_schema_are_rejected(chart, values):
 
 
 def test_notes_tell_the_user_what_to_do_next(chart):
-    notes = chart.render({}, name="fs", namespace="fastswitch-system")["fastswitch/templates/NOTES.txt"]
-    assert "kubectl get fsc demo -w" in notes
-    assert "kubectl scale fsc/demo --replicas=2" in notes
-    assert "fastswitch generate --addr 127.0.0.1:50051" in notes
-    example = chart.render({"exampleCluster": {"enabled": True, "name": "smoke"}}, name="fs",
-                           namespace="ml")["fastswitch/templates/NOTES.txt"]
+    def notes(values, namespace="fastswitch-system"):
+        rendered = chart.render(values, name="fs", namespace=namespace)
+        return rendered["fastswitch/templates/NOTES.txt"]
+
+    default = notes({})
+    assert "serves\nFastSwitchClusters in fastswitch-system." in default
+    assert "kubectl -n fastswitch-system apply -f -" in default
+    assert "kubectl -n fastswitch-system get fsc demo -w" in default
+    assert "kubectl -n fastswitch-system scale fsc/demo --replicas=2" in default
+    assert "fastswitch generate --addr 127.0.0.1:50051" in default
+    example = notes({"exampleCluster": {"enabled": True, "name": "smoke"}}, namespace="ml")
     assert "kubectl -n ml get fsc smoke -w" in example
+    # Clusters go where the operator looks for them.
+    watched = notes({"operator": {"watch": {"namespaces": ["a", "b"]}}}, namespace="ml")
+    assert "FastSwitchClusters in a, b." in watched
+    assert "kubectl -n a get fsc demo -w" in watched
+    everywhere = notes({"operator": {"watch": {"clusterWide": True}}}, namespace="ml")
+    assert "FastSwitchClusters in every namespace." in everywhere

@@ -313,9 +313,9 @@ def edit_cluster(kube: client.ApiClient, namespace: str) -> Callable[..., Any]:
 @contextlib.asynccontextmanager
 async def running_operator(api_server: ApiServer, *extra_args: str) -> AsyncIterator[kopf.testing.KopfRunner]:
     """kopf in its own thread; entered once kopf's watches are open, so no test object reaches
-    a half-started operator."""
-    args = ["run", "--standalone", "--all-namespaces", "-m", "fastswitch_operator.handlers",
-            *extra_args]
+    a half-started operator. Every namespace unless `extra_args` name one (--namespace=...)."""
+    scope = [] if any(a.startswith("--namespace") for a in extra_args) else ["--all-namespaces"]
+    args = ["run", "--standalone", *scope, "-m", "fastswitch_operator.handlers", *extra_args]
     runner = kopf.testing.KopfRunner(args, timeout=30)
     runner.__enter__()
     try:

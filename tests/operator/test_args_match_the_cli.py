@@ -3,6 +3,8 @@ renamed CLI option fails here rather than in a crash-looping pod."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from fastswitch_cli.main import build_parser
@@ -18,6 +20,10 @@ SPECS = [
     {"model": {"preset": "tiny"},
      "scheduler": {"policy": "vtc", "vtc": {"preemptThreshold": 128},
                    "tenantsSecret": {"name": "tenants", "key": "tenants.json"}}},
+    {"model": {"preset": "tiny"}, "tls": {"secretName": "certs"},
+     "scheduler": {"maxQueuedRequests": 64, "maxQueuedPerTenant": 8, "unroutableTimeoutSeconds": 2.5}},
+    {"model": {"preset": "tiny"}, "tls": {"secretName": "certs", "mutual": True},
+     "kvstore": {"redis": {"url": "redis://:pw@cache:6379/0"}}},
 ]
 
 
@@ -37,3 +43,23 @@ def test_every_service_container_parses_with_the_real_cli(spec: dict) -> None:
     for container in containers:
         args = build_parser(container["args"][0]).parse_args(container["args"])
         assert args.command == container["args"][0]
+
+
+def parsed(spec: dict) -> dict[str, argparse.Namespace]:
+    containers = fastswitch_containers(build_children(parse_spec("demo", "ns", spec, IMAGES)))
+    return {c["args"][0]: build_parser(c["args"][0]).parse_args(c["args"]) for c in containers}
+
+
+def test_queue_caps_reach_the_scheduler_as_the_cli_reads_them():
+    scheduler = parsed(SPECS[3])["scheduler"]
+    assert (scheduler.max_queued_requests, scheduler.max_queued_per_tenant,
+            scheduler.unroutable_timeout_s) == (64, 8, 2.5)
+
+
+def test_every_service_gets_the_tls_files_and_mutual_tls_asks_for_client_certificates():
+    for spec, mutual in ((SPECS[3], False), (SPECS[4], True)):
+        for command, args in parsed(spec).items():
+            assert (args.tls_cert, args.tls_key, args.tls_ca) == (
+                "/etc/fastswitch/tls/tls.crt", "/etc/fastswitch/tls/tls.key",
+                "/etc/fastswitch/tls/ca.crt"), command
+            assert args.tls_client_ca == ("/etc/fastswitch/tls/ca.crt" if mutual else ""), command

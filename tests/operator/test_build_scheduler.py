@@ -29,8 +29,24 @@ def test_scheduler_flags_point_at_the_workers_headless_service():
         "--workers=demo-workers.team-a.svc:50061",
         "--policy=fcfs",
         "--tick-ms=25",
+        "--max-queued-requests=10000",
+        "--max-queued-per-tenant=2000",
+        "--unroutable-timeout-s=30",
     ]
     assert container(deployment)["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
+
+
+def test_queue_caps_and_the_unroutable_timeout_become_flags():
+    args = container(build_scheduler_deployment(cluster(
+        maxQueuedRequests=500, maxQueuedPerTenant=50, unroutableTimeoutSeconds=2.5)))["args"]
+    assert {"--max-queued-requests=500", "--max-queued-per-tenant=50",
+            "--unroutable-timeout-s=2.5"} <= set(args)
+
+
+def test_scheduler_presents_the_cluster_credential_to_workers_and_kvstore():
+    (env,) = container(build_scheduler_deployment(cluster()))["env"]
+    assert env == {"name": "FASTSWITCH_CLUSTER_TOKEN",
+                   "valueFrom": {"secretKeyRef": {"name": "demo-cluster-token", "key": "token"}}}
 
 
 def test_policy_parameters_become_flags():
@@ -71,6 +87,7 @@ def test_service_type_follows_the_spec_and_one_scheduler_owns_the_workers():
 def test_scheduler_is_ready_only_when_serving():
     probes = container(build_scheduler_deployment(cluster()))
     assert probes["readinessProbe"]["grpc"] == {"port": names.SCHEDULER_PORT}
+    assert "tcpSocket" in probes["livenessProbe"]
 
 
 def test_manifests_validate_strictly():

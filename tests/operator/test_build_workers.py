@@ -5,7 +5,11 @@ from __future__ import annotations
 import kubernetes_validate
 
 from fastswitch_operator import names
-from fastswitch_operator.build_workers import build_workers_service, build_workers_statefulset
+from fastswitch_operator.build_workers import (
+    WORKER_STARTUP_SECONDS,
+    build_workers_service,
+    build_workers_statefulset,
+)
 from fastswitch_operator.spec import Images, parse_spec
 
 IMAGES = Images("fastswitch/worker:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
@@ -40,6 +44,8 @@ def test_worker_flags_come_from_the_spec():
     ]
     env = {e["name"]: e for e in worker_container(sts)["env"]}
     assert env["FASTSWITCH_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["FASTSWITCH_CLUSTER_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "demo-cluster-token", "key": "token"}}
     assert worker_container(sts)["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
 
 
@@ -89,7 +95,21 @@ def test_scale_down_drains_within_the_grace_period():
     assert worker_container(sts)["readinessProbe"] == {
         "grpc": {"port": names.WORKER_PORT}, "periodSeconds": 5, "failureThreshold": 2
     }
-    assert "tcpSocket" in worker_container(sts)["livenessProbe"]
+
+
+def test_a_worker_whose_engine_stalls_is_restarted_but_not_while_it_loads():
+    worker = worker_container(build_workers_statefulset(cluster()))
+    liveness = {"port": names.WORKER_PORT, "service": "fastswitch.liveness"}
+    assert worker["livenessProbe"]["grpc"] == liveness
+    # A minute without progress, not one missed probe.
+    probe = worker["livenessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 60
+    assert probe["timeoutSeconds"] >= 5  # a busy worker answers late, not never
+    # Liveness only counts once the startup probe (the same question) has passed, which
+    # allows the whole model load.
+    startup = worker["startupProbe"]
+    assert startup["grpc"] == liveness
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= WORKER_STARTUP_SECONDS
 
 
 def test_statefulset_is_addressable_through_the_headless_service():

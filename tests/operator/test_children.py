@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastswitch_operator import names
+from fastswitch_operator.build_secrets import SECRET_VERSIONS_ANNOTATION
 from fastswitch_operator.children import CHILD_KINDS, build_children, workload_names
 from fastswitch_operator.spec import Images, parse_spec
 
@@ -14,12 +15,23 @@ def kinds_and_names(spec):
     return [(c["kind"], c["metadata"]["name"]) for c in build_children(cluster)]
 
 
-def test_managed_redis_adds_its_deployment_and_service():
+REDIS_CHILDREN = {("Deployment", "demo-redis"), ("Service", "demo-redis"),
+                  ("NetworkPolicy", "demo-redis")}
+
+
+def test_managed_redis_adds_its_deployment_service_and_network_policy():
     children = kinds_and_names({})
-    assert ("Deployment", "demo-redis") in children and ("Service", "demo-redis") in children
+    assert REDIS_CHILDREN <= set(children)
     external = kinds_and_names({"kvstore": {"redis": {"url": "redis://cache:6379/0"}}})
-    assert not {("Deployment", "demo-redis"), ("Service", "demo-redis")} & set(external)
-    assert len(external) == len(children) - 2
+    assert not REDIS_CHILDREN & set(external)
+    assert len(external) == len(children) - len(REDIS_CHILDREN)
+
+
+def test_network_policies_guard_every_component_unless_disabled():
+    policies = {name for kind, name in kinds_and_names({}) if kind == "NetworkPolicy"}
+    assert policies == {"demo-workers", "demo-kvstore", "demo-scheduler", "demo-redis"}
+    disabled = kinds_and_names({"networkPolicy": {"enabled": False}})
+    assert "NetworkPolicy" not in {kind for kind, _ in disabled}
 
 
 def test_every_child_has_its_own_name_and_a_known_kind():
@@ -31,8 +43,29 @@ def test_every_child_has_its_own_name_and_a_known_kind():
 def test_configuration_and_services_come_before_workloads():
     kinds = [kind for kind, _ in kinds_and_names({})]
     first_workload = min(i for i, k in enumerate(kinds) if k in ("Deployment", "StatefulSet"))
-    assert "ConfigMap" not in kinds[first_workload:]
+    assert not {"ConfigMap", "NetworkPolicy", "Service"} & set(kinds[first_workload:])
     assert kinds.index("ConfigMap") == 0
+
+
+def test_pod_templates_carry_the_versions_of_the_generated_secrets_they_read():
+    cluster = parse_spec("demo", "team-a", {"model": {"preset": "tiny"}}, IMAGES)
+    versions = {"demo-cluster-token": "11", "demo-redis": "12"}
+    stamped = {(c["kind"], c["metadata"]["name"]): c for c in build_children(cluster, versions)}
+
+    def versions_of(kind, name):
+        template = stamped[kind, name]["spec"]["template"]["metadata"]
+        return template.get("annotations", {}).get(SECRET_VERSIONS_ANNOTATION)
+
+    assert versions_of("StatefulSet", "demo-workers") == "demo-cluster-token=11"
+    assert versions_of("Deployment", "demo-scheduler") == "demo-cluster-token=11"
+    assert versions_of("Deployment", "demo-kvstore") == "demo-cluster-token=11,demo-redis=12"
+    # Redis restarts for its password, not for the cluster credential it never reads.
+    assert versions_of("Deployment", "demo-redis") == "demo-redis=12"
+    # A new Secret (another version) rolls exactly the pods that read it.
+    rotated = build_children(cluster, {**versions, "demo-redis": "40"})
+    changed = {(c["kind"], c["metadata"]["name"]) for c in rotated
+               if c != stamped[c["kind"], c["metadata"]["name"]]}
+    assert changed == {("Deployment", "demo-kvstore"), ("Deployment", "demo-redis")}
 
 
 def test_workloads_match_the_children_built():

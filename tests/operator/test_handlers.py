@@ -19,7 +19,12 @@ CHILDREN = [("v1/configmaps", "demo-config"), ("v1/services", "demo-workers"),
             ("v1/services", "demo-scheduler"), ("v1/services", "demo-kvstore"),
             ("v1/services", "demo-redis"), ("apps/v1/statefulsets", "demo-workers"),
             ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/deployments", "demo-kvstore"),
-            ("apps/v1/deployments", "demo-redis")]
+            ("apps/v1/deployments", "demo-redis"),
+            ("networking.k8s.io/v1/networkpolicies", "demo-workers"),
+            ("networking.k8s.io/v1/networkpolicies", "demo-kvstore"),
+            ("networking.k8s.io/v1/networkpolicies", "demo-scheduler"),
+            ("networking.k8s.io/v1/networkpolicies", "demo-redis"),
+            ("v1/secrets", "demo-cluster-token"), ("v1/secrets", "demo-redis")]
 
 
 def status_of(api_server, namespace, name="demo"):

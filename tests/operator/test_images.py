@@ -1,21 +1,28 @@
 """The images the operator deploys (docker/) agree with the pods it builds, and their
-HEALTHCHECK really asks grpc.health.v1."""
+healthcheck really asks grpc.health.v1, over TLS and mTLS too, as the operator's exec probes
+run it."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fastswitch import transport
+from fastswitch import grpc_server, transport
 from fastswitch.grpc_server import ServiceHealth
-from fastswitch_operator import names, pods
+from fastswitch_operator import build_transport, names, pods
+from fastswitch_operator.build_workers import build_workers_statefulset
+from fastswitch_operator.spec import Images, parse_spec
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
+IMAGES = Images("w", "s", "k", "r", "IfNotPresent", ())
 SERVICES = {"worker": names.WORKER_PORT, "scheduler": names.SCHEDULER_PORT,
             "kvstore": names.KVSTORE_PORT}
 
@@ -35,7 +42,8 @@ def test_service_images_run_the_cli_and_check_the_port_the_probes_use(service, p
     assert 'ENTRYPOINT ["fastswitch"]' in text
     assert f'CMD ["{service}"]' in text
     assert f"EXPOSE {port}" in text
-    assert f'"/usr/local/bin/fastswitch-healthcheck", "{port}"]' in text
+    assert f'"{build_transport.HEALTHCHECK}", "{port}"]' in text
+    assert f"COPY docker/healthcheck.py {build_transport.HEALTHCHECK}\n" in text
 
 
 def test_operator_image_runs_the_handlers_the_chart_runs():
@@ -43,11 +51,49 @@ def test_operator_image_runs_the_handlers_the_chart_runs():
     assert 'ENTRYPOINT ["kopf"]' in text and "fastswitch_operator.handlers" in text
 
 
-async def healthcheck(port: int) -> int:
+async def run_healthcheck(*args: str, env: dict[str, str] | None = None) -> int:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(DOCKER / "healthcheck.py"), str(port),
+        sys.executable, str(DOCKER / "healthcheck.py"), *args,
+        env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    return await process.wait()
+    return await asyncio.wait_for(process.wait(), timeout=30)
+
+
+async def healthcheck(port: int) -> int:
+    return await run_healthcheck(str(port))
+
+
+async def start_health_server(security: transport.TransportSecurity,
+                              statuses: dict[str, bool]) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server on 127.0.0.1 serving grpc.health.v1 with `statuses` (service -> SERVING)."""
+    server = transport.server(security, require_cluster_token=True)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for service, is_serving in statuses.items():
+        await servicer.set(service, health_pb2.HealthCheckResponse.SERVING if is_serving
+                           else health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = transport.bind(server, "127.0.0.1:0", security)
+    await server.start()
+    return server, port
+
+
+def test_the_probes_ask_for_the_workers_liveness_service():
+    assert build_transport.LIVENESS_SERVICE == grpc_server.LIVENESS_SERVICE
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_the_tls_variables_the_probes_read_say_what_the_flags_say(mutual):
+    cluster = parse_spec("demo", "team-a", {"model": {"preset": "tiny"},
+                                            "tls": {"secretName": "certs", "mutual": mutual}},
+                         IMAGES)
+    (container,) = build_workers_statefulset(cluster)["spec"]["template"]["spec"]["containers"]
+    variables = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    from_env, from_flags = argparse.ArgumentParser(), argparse.ArgumentParser()
+    transport.add_arguments(from_env, environ=variables)
+    transport.add_arguments(from_flags, environ={})
+    flags = [arg for arg in container["args"] if arg.startswith("--tls-")]
+    assert vars(from_env.parse_args([])) == vars(from_flags.parse_args(flags))
+    assert vars(from_env.parse_args([]))["tls_ca"] == "/etc/fastswitch/tls/ca.crt"
 
 
 async def test_healthcheck_passes_only_while_the_service_is_serving():
@@ -63,3 +109,71 @@ async def test_healthcheck_passes_only_while_the_service_is_serving():
     finally:
         await server.stop(0)
     assert await healthcheck(port) == 1  # nothing listening
+
+
+async def test_healthcheck_speaks_tls_checking_the_name_it_is_told(tls_files):
+    security = transport.TransportSecurity(tls_cert_file=str(tls_files.server_cert),
+                                           tls_key_file=str(tls_files.server_key))
+    server, port = await start_health_server(security, {"": True})
+    try:
+        # The certificate names localhost; the probe dials 127.0.0.1 and checks the name given.
+        assert await run_healthcheck(str(port), env={
+            "FASTSWITCH_TLS_CA": str(tls_files.ca), "FASTSWITCH_TLS_SERVER_NAME": "localhost"}) == 0
+        assert await run_healthcheck(str(port), env={
+            "FASTSWITCH_TLS_CA": str(tls_files.ca),
+            "FASTSWITCH_TLS_SERVER_NAME": "demo-workers.team-a.svc"}) == 1
+        assert await run_healthcheck(str(port), env={"FASTSWITCH_TLS_CA": ""}) == 1  # plaintext
+    finally:
+        await server.stop(0)
+
+
+async def test_healthcheck_presents_its_client_certificate_for_mutual_tls(tls_files):
+    security = transport.TransportSecurity(
+        tls_cert_file=str(tls_files.server_cert), tls_key_file=str(tls_files.server_key),
+        tls_client_ca_file=str(tls_files.ca))
+    server, port = await start_health_server(security, {"": True})
+    tls = {"FASTSWITCH_TLS_CA": str(tls_files.ca), "FASTSWITCH_TLS_SERVER_NAME": "localhost"}
+    try:
+        assert await run_healthcheck(str(port), env={
+            **tls, "FASTSWITCH_TLS_CERT": str(tls_files.client_cert),
+            "FASTSWITCH_TLS_KEY": str(tls_files.client_key)}) == 0
+        assert await run_healthcheck(str(port), env={
+            **tls, "FASTSWITCH_TLS_CERT": "", "FASTSWITCH_TLS_KEY": ""}) == 1
+    finally:
+        await server.stop(0)
+
+
+def _probe_as_run_here(probe: dict, container: dict, tls_files) -> tuple[list[str], dict[str, str]]:
+    """An exec probe of a built pod, with the image's paths mapped to this machine's files and
+    the certificate's name (the test certificate names localhost)."""
+    local = {f"{build_transport.TLS_DIR}/{build_transport.TLS_CA}": str(tls_files.ca),
+             f"{build_transport.TLS_DIR}/{build_transport.TLS_CERT}": str(tls_files.client_cert),
+             f"{build_transport.TLS_DIR}/{build_transport.TLS_KEY}": str(tls_files.client_key)}
+    command = probe["exec"]["command"]
+    assert command[:2] == ["python", build_transport.HEALTHCHECK]
+    env = {e["name"]: local.get(e["value"], e["value"]) for e in container["env"]
+           if e["name"].startswith("FASTSWITCH_TLS_")}
+    assert env.pop("FASTSWITCH_TLS_SERVER_NAME") == "demo-workers.team-a.svc"
+    return command[2:], {**env, "FASTSWITCH_TLS_SERVER_NAME": "localhost"}
+
+
+async def test_the_workers_exec_probes_work_against_a_mutual_tls_worker(tls_files):
+    cluster = parse_spec("demo", "team-a", {"model": {"preset": "tiny"},
+                                            "tls": {"secretName": "certs", "mutual": True}},
+                         IMAGES)
+    (container,) = build_workers_statefulset(cluster)["spec"]["template"]["spec"]["containers"]
+    security = transport.TransportSecurity(
+        tls_cert_file=str(tls_files.server_cert), tls_key_file=str(tls_files.server_key),
+        tls_client_ca_file=str(tls_files.ca))
+    # Loaded and ready, but the engine loop has stopped making progress.
+    server, port = await start_health_server(
+        security, {"": True, grpc_server.LIVENESS_SERVICE: False})
+    try:
+        results = {}
+        for probe in ("readinessProbe", "livenessProbe"):
+            args, env = _probe_as_run_here(container[probe], container, tls_files)
+            assert args[0] == str(names.WORKER_PORT)
+            results[probe] = await run_healthcheck(str(port), *args[1:], env=env)
+    finally:
+        await server.stop(0)
+    assert results == {"readinessProbe": 0, "livenessProbe": 1}

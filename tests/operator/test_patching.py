@@ -64,6 +64,20 @@ def test_a_changed_list_is_replaced_whole():
     assert patch["spec"]["template"]["spec"]["containers"] == desired["spec"]["template"]["spec"]["containers"]
 
 
+def test_a_field_dropped_from_a_list_item_is_dropped_from_the_live_list():
+    # A NetworkPolicy rule that stops naming its peers (allow every source again): the live
+    # rule still "holds" the desired one, but it is not what was last applied.
+    restricted = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                  "metadata": {"name": "p", "namespace": "ns"},
+                  "spec": {"ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 1}]}]}}
+    live = json.loads(json.dumps(with_last_applied(restricted)))
+    open_to_all = json.loads(json.dumps(restricted))
+    del open_to_all["spec"]["ingress"][0]["from"]
+    patch = plan_patch(live, with_last_applied(open_to_all))
+    assert patch["spec"] == {"ingress": [{"ports": [{"port": 1}]}]}
+    assert plan_patch(live, with_last_applied(restricted)) is None
+
+
 def test_a_field_no_longer_desired_is_deleted_but_server_defaults_stay():
     desired = json.loads(json.dumps(DESIRED))
     del desired["spec"]["template"]["spec"]["nodeSelector"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 
@@ -13,7 +14,8 @@ from fastswitch_operator.spec import Images
 
 IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 CLUSTERS = f"{names.API_VERSION}/{names.PLURAL}"
-CHILD_RESOURCES = ("v1/configmaps", "v1/services", "apps/v1/deployments", "apps/v1/statefulsets")
+CHILD_RESOURCES = ("v1/configmaps", "v1/services", "apps/v1/deployments", "apps/v1/statefulsets",
+                   "networking.k8s.io/v1/networkpolicies", "v1/secrets")
 
 
 @pytest.fixture
@@ -57,6 +59,9 @@ async def test_sync_creates_adopted_children_and_reports_status(api_server, name
         ("Service", "demo-scheduler"), ("Service", "demo-kvstore"), ("Service", "demo-redis"),
         ("StatefulSet", "demo-workers"), ("Deployment", "demo-scheduler"),
         ("Deployment", "demo-kvstore"), ("Deployment", "demo-redis"),
+        ("NetworkPolicy", "demo-workers"), ("NetworkPolicy", "demo-scheduler"),
+        ("NetworkPolicy", "demo-kvstore"), ("NetworkPolicy", "demo-redis"),
+        ("Secret", "demo-cluster-token"), ("Secret", "demo-redis"),
     }
     for child in built.values():
         (owner,) = child["metadata"]["ownerReferences"]
@@ -186,3 +191,138 @@ async def test_a_deleted_child_is_restored(api_server, namespace, create_cluster
 
 async def test_a_missing_cluster_syncs_to_nothing(reconcile_now):
     assert await reconcile_now("absent") is None
+
+
+WORKLOADS = [("apps/v1/deployments", "demo-redis"), ("apps/v1/deployments", "demo-kvstore"),
+             ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/statefulsets", "demo-workers")]
+
+
+def secret_value(api_server, namespace, name, key):
+    secret = api_server.live("v1/secrets", namespace, name)
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def pod_annotations(api_server, namespace, resource, name):
+    workload = api_server.live(resource, namespace, name)
+    return workload["spec"]["template"]["metadata"].get("annotations", {})
+
+
+async def test_generated_secrets_are_made_once_adopted_and_never_rewritten(
+        api_server, namespace, create_cluster, reconcile_now):
+    cluster = await create_cluster({"model": {"preset": "tiny"}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Secret/demo-cluster-token"] == "created"
+    token = secret_value(api_server, namespace, "demo-cluster-token", "token")
+    password = secret_value(api_server, namespace, "demo-redis", "password")
+    assert len(token) >= 40 and len(password) >= 40 and token != password
+    for name in ("demo-cluster-token", "demo-redis"):
+        secret = api_server.live("v1/secrets", namespace, name)
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert owner["uid"] == cluster["metadata"]["uid"]
+        # The value is never copied into an annotation (kubectl apply's habit).
+        assert "last-applied" not in str(secret["metadata"].get("annotations", {}))
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Secret/demo-cluster-token"] == "unchanged"
+    assert secret_value(api_server, namespace, "demo-cluster-token", "token") == token
+    assert secret_value(api_server, namespace, "demo-redis", "password") == password
+
+
+async def test_a_secret_created_beforehand_is_used_as_it_is(api_server, namespace, create_cluster,
+                                                            reconcile_now):
+    mine = {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-cluster-token", "namespace": namespace},
+            "data": {"token": base64.b64encode(b"a-token-i-chose-myself").decode()}}
+    await api_server.create(mine)
+    await create_cluster({"model": {"preset": "tiny"}})
+    synced = await reconcile_now()
+    assert synced.error is None
+    assert synced.outcome.actions["Secret/demo-cluster-token"] == "unchanged"
+    assert secret_value(api_server, namespace, "demo-cluster-token", "token") == "a-token-i-chose-myself"
+    # Yours, not adopted: it outlives the cluster.
+    assert "ownerReferences" not in api_server.live("v1/secrets", namespace, "demo-cluster-token")["metadata"]
+
+
+async def test_an_unusable_secret_is_reported_and_waited_on(api_server, namespace, create_cluster,
+                                                            reconcile_now):
+    broken = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "demo-redis", "namespace": namespace},
+              "data": {"pass": base64.b64encode(b"x" * 20).decode()}}
+    await api_server.create(broken)
+    await create_cluster({"model": {"preset": "tiny"}})
+    synced = await reconcile_now()
+    assert synced.error is not None
+    reconciled = conditions(api_server, namespace)["Reconciled"]
+    assert reconciled["reason"] == "InvalidSecret"
+    assert "Secret demo-redis has no key 'password'" in reconciled["message"]
+    assert ("Deployment", "demo-redis") not in children(api_server, namespace)
+
+
+async def test_a_deleted_secret_is_regenerated_and_rolls_the_pods_that_read_it(
+        api_server, namespace, create_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    password = secret_value(api_server, namespace, "demo-redis", "password")
+    before = {(r, n): pod_annotations(api_server, namespace, r, n) for r, n in WORKLOADS}
+    async with api_server.delete(f"/api/v1/namespaces/{namespace}/secrets/demo-redis"):
+        pass
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Secret/demo-redis"] == "created"
+    assert secret_value(api_server, namespace, "demo-redis", "password") != password
+    rolled = {name for (r, name) in WORKLOADS
+              if pod_annotations(api_server, namespace, r, name) != before[r, name]}
+    # Redis and the kvstore restart with the new password; the workers keep their KV.
+    assert rolled == {"demo-redis", "demo-kvstore"}
+
+
+async def test_tls_waits_for_a_complete_certificate_secret(api_server, namespace, create_cluster,
+                                                           reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}, "tls": {"secretName": "demo-tls"}})
+    await reconcile_now()
+    assert conditions(api_server, namespace)["Reconciled"]["reason"] == "WaitingForTLSSecret"
+    assert children(api_server, namespace) == {}
+    pem = base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()
+    # An issuer that writes no ca.crt: the services could not verify each other.
+    await api_server.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                             "metadata": {"name": "demo-tls", "namespace": namespace},
+                             "data": {"tls.crt": pem, "tls.key": pem}})
+    await reconcile_now()
+    assert "Secret demo-tls (spec.tls.secretName) has no ca.crt" in (
+        conditions(api_server, namespace)["Reconciled"]["message"])
+    async with api_server.patch(f"/api/v1/namespaces/{namespace}/secrets/demo-tls",
+                                json={"data": {"ca.crt": pem}}):
+        pass
+    synced = await reconcile_now()
+    assert synced.error is None
+    workers = children(api_server, namespace)[("StatefulSet", "demo-workers")]
+    volumes = workers["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "demo-tls", "defaultMode": 0o440}} in volumes
+
+
+async def test_disabling_network_policies_deletes_them(api_server, namespace, create_cluster,
+                                                       edit_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    assert ("NetworkPolicy", "demo-workers") in children(api_server, namespace)
+    await edit_cluster({"spec": {"networkPolicy": {"enabled": False}}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["NetworkPolicy/demo-workers"] == "deleted"
+    assert not [kind for kind, _ in children(api_server, namespace) if kind == "NetworkPolicy"]
+
+
+async def test_scheduler_ingress_can_be_narrowed_and_opened_again(api_server, namespace, create_cluster,
+                                                                  edit_cluster, reconcile_now):
+    def scheduler_rule():
+        policy = api_server.live("networking.k8s.io/v1/networkpolicies", namespace, "demo-scheduler")
+        (rule,) = policy["spec"]["ingress"]
+        return rule
+
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    assert "from" not in scheduler_rule()
+    peers = [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
+    await edit_cluster({"spec": {"networkPolicy": {"schedulerIngress": peers}}})
+    await reconcile_now()
+    assert scheduler_rule()["from"] == peers
+    await edit_cluster({"spec": {"networkPolicy": {"schedulerIngress": None}}})
+    await reconcile_now()
+    assert "from" not in scheduler_rule()

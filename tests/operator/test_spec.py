@@ -45,6 +45,11 @@ def test_operator_defaults_are_the_crd_defaults():
     assert parse(defaulted) == parse(MINIMAL)
 
 
+def test_security_fields_default_like_the_crd():
+    spec = {**MINIMAL, "tls": {"secretName": "certs"}, "networkPolicy": {}}
+    assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
+
+
 def test_pvc_path_defaults_like_the_crd():
     spec = {"model": {"pvc": {"claimName": "models"}}}
     assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
@@ -63,6 +68,12 @@ def test_minimal_spec_gets_documented_defaults():
     assert cluster.scheduler.tick_ms == 10
     assert cluster.kvstore.is_redis_managed
     assert cluster.images == IMAGES
+    assert cluster.scheduler.max_queued_requests == 10_000
+    assert cluster.scheduler.max_queued_per_tenant == 2_000
+    assert cluster.scheduler.unroutable_timeout_seconds == 30.0
+    assert cluster.tls is None
+    assert cluster.network_policy.enabled is True
+    assert cluster.network_policy.scheduler_ingress is None  # from anywhere
 
 
 def test_full_spec_is_parsed():
@@ -79,6 +90,11 @@ def test_full_spec_is_parsed():
                       "tenantsSecret": {"name": "tenants"}},
         "kvstore": {"redis": {"urlSecret": {"name": "redis", "key": "url"}}},
         "images": {"worker": "registry.example/worker:2", "pullSecrets": ["pull"]},
+        "tls": {"secretName": "fastswitch-tls", "mutual": True},
+        "networkPolicy": {"schedulerIngress": [
+            {"namespaceSelector": {"matchLabels": {"team": "ml"}},
+             "podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+            {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]},
     })
     assert cluster.log_level == "debug"
     assert cluster.model.pvc_claim_name == "models" and cluster.model.pvc_path == "llama/8b"
@@ -92,6 +108,16 @@ def test_full_spec_is_parsed():
     assert cluster.images.worker == "registry.example/worker:2"
     assert cluster.images.scheduler == "s:1"
     assert cluster.images.pull_secrets == ("pull",)
+    assert cluster.tls.secret_name == "fastswitch-tls" and cluster.tls.mutual is True
+    assert cluster.network_policy.scheduler_ingress[1] == {
+        "ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}
+
+
+def test_scheduler_queue_caps_are_parsed():
+    scheduler = parse({**MINIMAL, "scheduler": {"maxQueuedRequests": 64, "maxQueuedPerTenant": 8,
+                                                "unroutableTimeoutSeconds": 0.5}}).scheduler
+    assert (scheduler.max_queued_requests, scheduler.max_queued_per_tenant,
+            scheduler.unroutable_timeout_seconds) == (64, 8, 0.5)
 
 
 @pytest.mark.parametrize(("spec", "problem"), [
@@ -132,6 +158,37 @@ def test_full_spec_is_parsed():
      "set at most one of spec.kvstore.redis.url or spec.kvstore.redis.urlSecret"),
     ({**MINIMAL, "images": {"pullPolicy": "Sometimes"}}, "spec.images.pullPolicy must be one of"),
     ({**MINIMAL, "extra": 1}, "spec.extra is not a known field"),
+    ({**MINIMAL, "scheduler": {"maxQueuedRequests": 0}}, "maxQueuedRequests must be at least 1"),
+    ({**MINIMAL, "scheduler": {"maxQueuedPerTenant": 2.5}},
+     "maxQueuedPerTenant must be of type integer"),
+    ({**MINIMAL, "scheduler": {"unroutableTimeoutSeconds": 0}},
+     "unroutableTimeoutSeconds must be greater than 0"),
+    ({**MINIMAL, "scheduler": {"unroutableTimeoutSeconds": 7200}},
+     "unroutableTimeoutSeconds must be at most 3600"),
+    ({**MINIMAL, "tls": {"mutual": True}}, "spec.tls.secretName must be the name of a Secret"),
+    ({**MINIMAL, "tls": {"secretName": "Certs!"}}, "spec.tls.secretName must be the name of"),
+    ({**MINIMAL, "tls": {"secretName": "c", "mutual": "yes"}}, "tls.mutual must be of type boolean"),
+    ({**MINIMAL, "tls": {"secretName": "c", "ca": "x"}}, "spec.tls.ca is not a known field"),
+    ({**MINIMAL, "networkPolicy": {"enabled": "no"}}, "enabled must be of type boolean"),
+    # `from: []` would let every source in: an empty list is refused, not passed on.
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": []}}, "at least one peer"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [{}]}},
+     "schedulerIngress[0] must set ipBlock, namespaceSelector or podSelector"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}},
+     "schedulerIngress[0].ipBlock.cidr must be a CIDR"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [
+        {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}},
+     "ipBlock cannot be combined with selectors"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [
+        {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}]}},
+     "matchExpressions[0].values must not be empty for operator In"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [
+        {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}]}},
+     "operator must be one of"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [{"podSelector": {"app": "x"}}]}},
+     "podSelector.app is not a known field"),
+    ({**MINIMAL, "networkPolicy": {"schedulerIngress": [{"nodeSelector": {}}]}},
+     "schedulerIngress[0].nodeSelector is not a known field"),
 ])
 def test_invalid_spec_names_the_problem(spec, problem):
     with pytest.raises(InvalidSpecError) as raised:

@@ -78,8 +78,16 @@ Call with (dict "context" $ "image" .Values.images.worker).
 {{- end }}
 
 {{/*
+Namespaces the operator serves when not cluster-wide, as a JSON list (read it back with
+fromJsonArray): operator.watch.namespaces, or the release namespace.
+*/}}
+{{- define "fastswitch.operator.namespaces" -}}
+{{- toJson (.Values.operator.watch.namespaces | default (list .Release.Namespace)) }}
+{{- end }}
+
+{{/*
 The operator's permissions, shared by the ClusterRole and the per-namespace Roles.
-The operator reads no Secrets and touches no Pods.
+It lists and watches no Secrets and touches no Pods.
 */}}
 {{- define "fastswitch.operator.rules" -}}
 # Its resource; kopf keeps its bookkeeping in annotations (patch) and the status.
@@ -100,6 +108,14 @@ The operator reads no Secrets and touches no Pods.
 - apiGroups: [""]
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+# The Secrets it generates (cluster credential, Redis password) are created once and never
+# changed: get (does it exist, is it usable) and create. get also checks spec.tls's Secret.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
 # Whether the model's claim exists yet.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
