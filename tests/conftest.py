@@ -47,12 +47,17 @@ def tls_files(tmp_path_factory) -> TLSFiles:
     return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
+SERVICE_NAME = "fastswitch-workers.test.svc"
+
+
 @dataclass(frozen=True)
 class TLSFiles:
     ca: Path
     server_cert: Path
     server_key: Path
     client_cert: Path
+    service_cert: Path  # names only SERVICE_NAME, as a cert-manager certificate for a Service
+    service_key: Path
     client_key: Path
 
 
@@ -92,12 +97,17 @@ def make_tls_files(directory: Path) -> TLSFiles:
     server_cert, server_key = leaf("localhost", ExtendedKeyUsageOID.SERVER_AUTH,
                                    [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))])
     client_cert, client_key = leaf("fastswitch-scheduler", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    service_cert, service_key = leaf(SERVICE_NAME, ExtendedKeyUsageOID.SERVER_AUTH,
+                                     [x509.DNSName(SERVICE_NAME)])
     files = TLSFiles(ca=directory / "ca.pem", server_cert=directory / "server.pem",
                      server_key=directory / "server-key.pem", client_cert=directory / "client.pem",
-                     client_key=directory / "client-key.pem")
+                     client_key=directory / "client-key.pem", service_cert=directory / "service.pem",
+                     service_key=directory / "service-key.pem")
     pem = serialization.Encoding.PEM
     files.ca.write_bytes(ca_cert.public_bytes(pem))
     files.server_cert.write_bytes(server_cert.public_bytes(pem))
+    files.service_cert.write_bytes(service_cert.public_bytes(pem))
+    _write_key(service_key, files.service_key)
     files.client_cert.write_bytes(client_cert.public_bytes(pem))
     _write_key(server_key, files.server_key)
     _write_key(client_key, files.client_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.addr is not None and not _has_port(args.addr):
+        print(f"error: --addr must be HOST:PORT, got {args.addr!r}", file=sys.stderr)
+        return 2
     chunks = _local(args) if args.local else _remote(args)
     try:
         for token_ids, text, finish in chunks:
@@ -63,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `generate --json | head -1`: the reader is done, so are we
+        chunks.close()  # ends the stream (the scheduler cancels the request)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     if not args.json:
         print()
     return 0
@@ -78,6 +86,12 @@ def _remote(args: argparse.Namespace) -> Iterator[tuple[list[int], str, str | No
     with _channel(args) as channel:
         for response in scheduler_pb2_grpc.SchedulerStub(channel).Generate(request, metadata=metadata):
             yield list(response.token_ids), response.text, FINISH_NAMES.get(response.finish_reason)
+
+
+def _has_port(address: str) -> bool:
+    """gRPC reads a target without a port as port 443: refuse it instead."""
+    _, sep, port = address.rpartition(":")
+    return bool(sep) and port.isdigit() and not address.endswith("]")
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:

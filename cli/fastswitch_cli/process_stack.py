@@ -42,6 +42,7 @@ class ProcessStack:
     worker_addresses: tuple[str, ...]
     log_dir: Path
     cluster_token: str  # the credential workers and the kvstore ask of their callers
+    pids: dict[str, int]  # service name ("kvstore", "worker-0", "scheduler") -> process id
 
 
 def free_port() -> int:
@@ -127,7 +128,7 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
               *scheduler_args(scheduler), *tenants_args)
         wait_serving("scheduler", scheduler_address, processes, log_dir, security)
         yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir,
-                           cluster_token)
+                           cluster_token, {name: process.pid for name, process in processes})
     finally:
         for _, process in reversed(processes):
             if process.poll() is None:
@@ -139,6 +140,22 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
                 process.wait()
 
 
+def first_error(log_file: Path) -> str | None:
+    """The first error a service logged (its JSON lines' `msg`), to show instead of a path."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+            return str(record.get("msg", ""))[:500]
+    return None
+
+
 def wait_serving(name: str, address: str, processes: list[tuple[str, subprocess.Popen]],
                  log_dir: Path, security: transport.TransportSecurity) -> None:
     """Poll grpc.health.v1 until SERVING; fail fast when the process died."""
@@ -148,7 +165,9 @@ def wait_serving(name: str, address: str, processes: list[tuple[str, subprocess.
         health = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise StackError(f"{name} exited with {process.returncode}; see {log_dir / name}.log")
+                reason = first_error(log_dir / f"{name}.log")
+                raise StackError(f"{name} exited with {process.returncode}"
+                                 f"{': ' + reason if reason else ''}; see {log_dir / name}.log")
             with contextlib.suppress(grpc.RpcError):
                 status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
                 if status == health_pb2.HealthCheckResponse.SERVING:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import logging
 import os
 import time
@@ -174,13 +175,18 @@ def server_credentials(security: TransportSecurity) -> grpc.ServerCredentials:
 
 
 # ---- clients ---------------------------------------------------------------------------------
-def channel(address: str, security: TransportSecurity) -> grpc.aio.Channel:
+def channel(address: str, security: TransportSecurity, *, server_name: str = "") -> grpc.aio.Channel:
     """An asyncio channel to another component: TLS when `tls_ca_file` is set, the cluster
-    credential on every call when there is one, keepalives so a dead peer is noticed."""
+    credential on every call when there is one, keepalives so a dead peer is noticed.
+    `server_name`: the name the server's certificate must carry when `address` is an IP that
+    was resolved from it (a pod behind a headless Service)."""
     interceptors = _token_injectors(security.cluster_token) if security.cluster_token else None
     if security.calls_tls:
+        options = CLIENT_OPTIONS
+        if server_name and not _is_ip(server_name):
+            options = (*options, ("grpc.ssl_target_name_override", server_name))
         return grpc.aio.secure_channel(address, channel_credentials(security),
-                                       options=CLIENT_OPTIONS, interceptors=interceptors)
+                                       options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS, interceptors=interceptors)
 
 
@@ -196,6 +202,14 @@ def channel_credentials(security: TransportSecurity) -> grpc.ChannelCredentials:
     cert = _read(security.tls_cert_file) if security.tls_cert_file else None
     return grpc.ssl_channel_credentials(root_certificates=_read(security.tls_ca_file),
                                         private_key=key, certificate_chain=cert)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:

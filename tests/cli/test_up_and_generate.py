@@ -56,3 +56,52 @@ def test_generate_against_nothing_fails_clearly() -> None:
                             capture_output=True, text=True, env=ENV, timeout=60)
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr
+
+
+def test_up_with_tls_serves_generate_over_tls_and_its_port_cannot_be_taken_twice(tls_files) -> None:
+    """Every link of the stack (client -> scheduler -> workers -> kvstore) speaks TLS; a
+    plaintext client is refused; a second stack on the same port fails instead of sharing it."""
+    port = free_port()
+    tls = ["--tls-cert", str(tls_files.server_cert), "--tls-key", str(tls_files.server_key),
+           "--tls-ca", str(tls_files.ca)]
+    up = subprocess.Popen([*CLI, "up", "--port", str(port), *tls], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        line = up.stdout.readline()
+        assert f"127.0.0.1:{port}" in line, line + up.stderr.read()
+        remote = generate("--addr", f"127.0.0.1:{port}", "--ca", str(tls_files.ca))
+        assert sum(len(chunk["token_ids"]) for chunk in remote) == 6
+        plaintext = subprocess.run([*CLI, "generate", "--prompt", "x", "--addr", f"127.0.0.1:{port}"],
+                                   capture_output=True, text=True, env=ENV, timeout=60)
+        assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
+        second = subprocess.run([*CLI, "up", "--port", str(port)], capture_output=True, text=True,
+                                env=ENV, timeout=300)
+        assert second.returncode == 1 and "scheduler exited" in second.stdout, second.stdout
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+
+
+def test_up_with_a_model_that_cannot_load_fails_at_once_with_the_workers_message(tmp_path) -> None:
+    missing = tmp_path / "no-such-checkpoint"
+    result = subprocess.run([*CLI, "up", "--port", str(free_port()), "--model", str(missing)],
+                            capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 1
+    assert "worker-0 exited with 1: engine failed to load" in result.stdout, result.stdout
+    assert "no-such-checkpoint" in result.stdout
+
+
+def test_generate_refuses_an_address_without_a_port() -> None:
+    result = subprocess.run([*CLI, "generate", "--prompt", "x", "--addr", "127.0.0.1"],
+                            capture_output=True, text=True, env=ENV, timeout=60)
+    assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+
+def test_generate_json_into_a_closed_pipe_ends_quietly() -> None:
+    pipeline = subprocess.run(
+        f"{sys.executable} -m fastswitch_cli.main generate --local --model tiny --json "
+        "--prompt hi --max-tokens 64 --ignore-eos | head -1",
+        shell=True, capture_output=True, text=True, env=ENV, timeout=120)
+    assert pipeline.returncode == 0
+    assert len(pipeline.stdout.splitlines()) == 1 and "token_ids" in pipeline.stdout
+    assert "BrokenPipeError" not in pipeline.stderr and "Traceback" not in pipeline.stderr

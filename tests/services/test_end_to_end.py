@@ -66,7 +66,7 @@ async def test_text_prompt_streams_text(stack_factory) -> None:
 @pytest.mark.parametrize("request_kwargs, message", [
     (dict(token_ids=scheduler_pb2.TokenIds(ids=[])), "empty"),
     (dict(text=""), "empty"),
-    (dict(token_ids=scheduler_pb2.TokenIds(ids=[1, 2]), stop=common_pb2.StopConditions(max_tokens=0)), "max_tokens"),
+    (dict(token_ids=scheduler_pb2.TokenIds(ids=[1, 2]), stop=common_pb2.StopConditions(max_tokens=-1)), "max_tokens"),
     (dict(token_ids=scheduler_pb2.TokenIds(ids=[1, 2]), stop=common_pb2.StopConditions(max_tokens=10**6)), "context"),
     (dict(token_ids=scheduler_pb2.TokenIds(ids=[10**6]), stop=common_pb2.StopConditions(max_tokens=4)), "token ids"),
     (dict(token_ids=scheduler_pb2.TokenIds(ids=[1]), stop=common_pb2.StopConditions(max_tokens=4),
@@ -130,3 +130,16 @@ async def test_cancel_and_client_disconnect_free_the_kv(stack_factory) -> None:
         engine = stack.workers[0].service.engine_loop.engine
         assert not stack.scheduler.core.requests
         assert engine.kv.gpu.num_free_blocks == engine.kv.gpu.num_blocks
+
+
+async def test_a_request_with_only_a_prompt_generates_up_to_the_context(stack_factory) -> None:
+    """proto3 cannot tell an unset max_tokens from 0: 0 means "up to the context", as in vLLM."""
+    async with stack_factory() as stack:
+        request = scheduler_pb2.GenerateRequest(token_ids=scheduler_pb2.TokenIds(ids=PROMPT))
+        tokens, responses = await collect(stack.stub, request)
+        max_model_len = stack.scheduler.core.max_model_len
+    final = responses[-1]
+    assert final.finish_reason in (common_pb2.FINISH_REASON_STOP, common_pb2.FINISH_REASON_LENGTH)
+    assert final.usage.num_generated_tokens == len(tokens) <= max_model_len - len(PROMPT)
+    if final.finish_reason == common_pb2.FINISH_REASON_LENGTH:
+        assert len(tokens) == max_model_len - len(PROMPT)

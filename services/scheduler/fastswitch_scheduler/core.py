@@ -66,12 +66,13 @@ class SchedulerCore:
     async def discover(self) -> None:
         """Mutates: one link per address the worker targets resolve to now."""
         addresses = await resolve_targets(self.config.workers)
-        for address in addresses - set(self.links):
-            link = WorkerLink(address, self.config.security, epoch=self.epoch, on_ready=self._on_ready, on_event=self._on_event,
+        for address in addresses.keys() - set(self.links):
+            link = WorkerLink(address, self.config.security, server_name=addresses[address],
+                              epoch=self.epoch, on_ready=self._on_ready, on_event=self._on_event,
                               on_lost=self._on_lost)
             self.links[address] = link
             link.start()
-        for address in set(self.links) - addresses:
+        for address in set(self.links) - addresses.keys():
             link = self.links.pop(address)
             await link.stop()
             if link.is_ready:
@@ -117,7 +118,10 @@ class SchedulerCore:
 
     async def submit(self, request: ClusterRequest) -> None:
         """Mutates: registers the request and routes it. Caller validated it."""
-        request.request_id = f"{request.tenant.name}/{request.client_request_id}/{next(self._ids)}"
+        # The epoch keeps ids unique across scheduler restarts: a worker may still hold a
+        # previous scheduler's request while it hands the session over.
+        request.request_id = (f"{request.tenant.name}/{request.client_request_id}/"
+                              f"{self.epoch:x}.{next(self._ids)}")
         if not self.requests.has_tenant(request.tenant.name):
             active = [self.tenants.tenants[name] for name in self.requests.tenant_names()]
             self.tenants.lift(request.tenant, active)
@@ -127,11 +131,19 @@ class SchedulerCore:
 
     async def _route(self, request: ClusterRequest) -> None:
         """Sticky: a conversation's next turn goes where its KV is; else the least loaded."""
-        links = self.routable_links()
-        if not links:
+        if not self.routable_links():
             return  # routed by the tick once a worker is ready
+        holder = None
         if request.conversation_id and self.kv_lookup is not None:
             holder = await self.kv_lookup.worker_of(request.scoped_conversation_id)
+        # After the lookup, look again: the request may have finished, or been routed by the
+        # tick meanwhile (routing it twice would admit it on one worker while the table says
+        # another); and a worker lost during the lookup must not get it (its loss handling has
+        # run and would never move it again).
+        links = self.routable_links()
+        if request.phase is Phase.FINISHED or request.worker_id is not None or not links:
+            return
+        if holder is not None:
             for link in links:
                 if link.worker_id == holder:
                     request.worker_id = link.worker_id
@@ -211,6 +223,7 @@ class SchedulerCore:
         """Mutates: routes unrouted requests, then on every worker turns the policy's choice
         into admit / resume / preempt commands."""
         self.num_ticks += 1
+        self._move_off_lost_links()
         for request in [r for r in self.requests.values() if r.worker_id is None]:
             await self._route(request)
         self._fail_unroutable(time.monotonic())
@@ -225,6 +238,14 @@ class SchedulerCore:
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
             self._apply(link, plan_worker(candidates, chosen), chosen)
+
+    def _move_off_lost_links(self) -> None:
+        """Mutates: a safety net under the loss callbacks — a request on a worker whose link is
+        not up is moved (or failed), however it got there."""
+        ready = {link.worker_id for link in self.ready_links()}
+        for request in self.requests.values():
+            if request.worker_id is not None and request.worker_id not in ready:
+                self.move_or_fail(request, f"worker {request.worker_id} is unavailable")
 
     def _fail_unroutable(self, now_s: float) -> None:
         """Mutates: a request no worker has taken for unroutable_timeout_s fails with

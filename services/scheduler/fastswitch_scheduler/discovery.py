@@ -20,10 +20,12 @@ def split_target(target: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-async def resolve_targets(targets: tuple[str, ...]) -> set[str]:
-    """Every address the targets name now; a target that does not resolve names none."""
+async def resolve_targets(targets: tuple[str, ...]) -> dict[str, str]:
+    """Every address the targets name now -> the host name it was found under (what a TLS
+    certificate names: pods are dialled by IP, verified by their Service's name). A target
+    that does not resolve names none."""
     loop = asyncio.get_running_loop()
-    addresses: set[str] = set()
+    addresses: dict[str, str] = {}
     for target in targets:
         host, port = split_target(target)
         try:
@@ -33,5 +35,5 @@ async def resolve_targets(targets: tuple[str, ...]) -> set[str]:
             continue
         for family, *_, sockaddr in infos:
             ip = sockaddr[0]
-            addresses.add(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+            addresses[f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"] = host
     return addresses

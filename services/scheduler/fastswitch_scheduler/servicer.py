@@ -51,9 +51,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"request {client_id!r} is running")
         if (refusal := core.admission_refusal(tenant)) is not None:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        stop = common_pb2.StopConditions()
+        stop.CopyFrom(request.stop)
+        if not stop.max_tokens:  # unset: up to the context, as vLLM does
+            stop.max_tokens = core.max_model_len - len(token_ids)
         cluster_request = ClusterRequest(
             request_id="", client_request_id=client_id, tenant=tenant, prompt_token_ids=token_ids,
-            sampling=request.sampling, stop=request.stop, conversation_id=request.conversation_id,
+            sampling=request.sampling, stop=stop, conversation_id=request.conversation_id,
             priority=request.priority if request.HasField("priority") else 0)
         await core.submit(cluster_request)
         try:

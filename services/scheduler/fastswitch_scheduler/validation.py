@@ -39,8 +39,11 @@ def prompt_token_ids(request: scheduler_pb2.GenerateRequest, tokenizer: Tokenize
     if not token_ids:
         raise InvalidRequest("prompt is empty")
     stop, sampling = request.stop, request.sampling
-    if stop.max_tokens <= 0:
-        raise InvalidRequest(f"stop.max_tokens must be > 0, got {stop.max_tokens}")
+    if stop.max_tokens < 0:
+        raise InvalidRequest(f"stop.max_tokens must be >= 0 (0 = up to the context), got {stop.max_tokens}")
+    if len(token_ids) >= max_model_len:
+        raise InvalidRequest(f"prompt ({len(token_ids)} tokens) leaves no room in the model's "
+                             f"context of {max_model_len} tokens")
     if len(token_ids) + stop.max_tokens > max_model_len:
         raise InvalidRequest(
             f"prompt ({len(token_ids)} tokens) + max_tokens ({stop.max_tokens}) exceeds the "

@@ -30,7 +30,7 @@ def apply_step_event(core: SchedulerCore, link: WorkerLink, event: worker_pb2.St
         if request is None or request.worker_id != link.worker_id:
             continue  # finished or cancelled meanwhile, or moved to another worker
         if change.error_code:
-            code = STATUS_BY_CODE.get(change.error_code, grpc.StatusCode.UNKNOWN)
+            code = STATUS_BY_CODE.get(change.error_code, grpc.StatusCode.INTERNAL)
             if code is grpc.StatusCode.UNAVAILABLE:
                 core.move_or_fail(request, f"worker {link.worker_id}: {change.reason}")
             else:

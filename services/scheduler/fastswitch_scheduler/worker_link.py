@@ -20,17 +20,27 @@ from fastswitch.v1 import worker_pb2, worker_pb2_grpc
 log = logging.getLogger("fastswitch.scheduler.link")
 RECONNECT_DELAY_S = 0.5
 SUPERSEDED_RETRY_S = 5.0  # a newer scheduler holds the worker: look again now and then
+# A worker says something at least every second (steps, or heartbeats when idle); silence this
+# long means it hangs (stopped, partitioned): give it up and move its requests. gRPC keepalive
+# alone took 60 s to notice a stopped worker.
+SESSION_SILENCE_S = 10.0
+
+
+class WorkerSilentError(Exception):
+    """The worker's session went silent for SESSION_SILENCE_S: treat it as lost."""
 
 
 class WorkerLink:
     """Mutated on the scheduler's asyncio loop only."""
 
-    def __init__(self, address: str, security: transport.TransportSecurity, *, epoch: int = 0,
+    def __init__(self, address: str, security: transport.TransportSecurity, *,
+                 server_name: str = "", epoch: int = 0,
                  on_ready: Callable[[WorkerLink], None],
                  on_event: Callable[[WorkerLink, worker_pb2.StepEvent], None],
                  on_lost: Callable[[WorkerLink], Awaitable[None] | None]) -> None:
         self.address = address
         self.security = security
+        self.server_name = server_name  # the name TLS verifies (the address may be a pod IP)
         self.epoch = epoch
         self.is_superseded = False  # a newer scheduler holds this worker's session
         self.worker_id = address  # replaced by the worker's own id from its hello
@@ -73,7 +83,8 @@ class WorkerLink:
     async def _run(self) -> None:
         while True:
             try:
-                async with transport.channel(self.address, self.security) as channel:
+                async with transport.channel(self.address, self.security,
+                                             server_name=self.server_name) as channel:
                     await self._session(worker_pb2_grpc.WorkerStub(channel))
             except asyncio.CancelledError:
                 raise
@@ -84,6 +95,8 @@ class WorkerLink:
                     log.warning("worker session lost", extra={
                         "worker": self.worker_id, "code": exc.code().name,
                         "details": (exc.details() or "")[:200]})
+            except WorkerSilentError as exc:
+                log.warning("worker session lost", extra={"worker": self.worker_id, "reason": str(exc)})
             except Exception:
                 log.exception("worker session failed", extra={"worker": self.worker_id})
             await self._lose()
@@ -93,7 +106,14 @@ class WorkerLink:
         self._outbox = asyncio.Queue()
         call = stub.Session(self._commands(),
                             metadata=((transport.SCHEDULER_EPOCH_METADATA, str(self.epoch)),))
-        async for response in call:
+        while True:
+            try:
+                response = await asyncio.wait_for(call.read(), SESSION_SILENCE_S)
+            except TimeoutError:
+                call.cancel()
+                raise WorkerSilentError(f"no message from the worker for {SESSION_SILENCE_S:g} s") from None
+            if response is grpc.aio.EOF:
+                return
             kind = response.WhichOneof("event")
             if kind == "hello":
                 self.hello = response.hello
