@@ -147,8 +147,12 @@ class Engine:
         self.scheduler.request_resume(self._live(request_id))
 
     def update_priorities(self, priorities: dict[str, int]) -> None:
-        """Mutates: priorities used when the engine itself must preempt (KV exhausted)."""
-        self.scheduler.priorities.update(priorities)
+        """Mutates: priorities used when the engine itself must preempt (KV exhausted). Ids of
+        requests this engine does not hold (finished meanwhile) are ignored, so the table
+        never outgrows the live requests."""
+        self.scheduler.priorities.update({
+            request_id: priority for request_id, priority in priorities.items()
+            if (request := self.requests.get(request_id)) is not None and not request.status.is_done})
 
     def evict_conversation(self, conversation_id: str) -> bool:
         return self.kv.evict_conversation(conversation_id)

@@ -103,6 +103,7 @@ class Scheduler:
     def remove(self, request: Request) -> None:
         """Forget a finished or aborted request in every queue."""
         rid = request.request_id
+        self.priorities.pop(rid, None)
         self._pending_preempts.pop(rid, None)
         self._pending_resumes.pop(rid, None)
         self.parked.pop(rid, None)

@@ -119,3 +119,16 @@ def test_invalid_requests_are_refused_clearly() -> None:
     with pytest.raises(InvalidRequestError, match="already"):
         engine.add_request("dup", [1, 2])
     engine.close()
+
+
+def test_priorities_are_kept_only_for_live_requests():
+    """The scheduler sends ranks every tick; a worker that kept every id it ever heard of
+    would grow without bound over its lifetime."""
+    engine = make_engine()
+    engine.add_request("live", PROMPTS[0], **greedy(40))
+    engine.add_request("short", PROMPTS[1], **greedy(2))
+    engine.update_priorities({"live": 3, "short": 2, "never-admitted": 1})
+    assert engine.scheduler.priorities == {"live": 3, "short": 2}
+    run_to_completion(engine)
+    assert engine.scheduler.priorities == {}
+    engine.close()
