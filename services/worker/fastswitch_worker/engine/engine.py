@@ -1,8 +1,17 @@
-"""The engine loop: commands -> poll copies -> schedule -> start copies -> forward -> emit.
+"""The engine loop: commands -> apply finished copies -> schedule -> start copies -> forward
+-> emit.
 
 Single-threaded API: every method must be called from one thread (the worker service runs the
 loop on a dedicated thread and hands it commands through a queue). Copies run on the Swapper's
 threads; the engine only waits for one where the data is needed now.
+
+One request, from Admit to its swap copy and back:
+  add_request()               BatchScheduler.add queues it in RequestQueues
+  step(): schedule()          BatchScheduler batches it, or plans its swap (KVManager) and has
+                              Switches make the transition (blocking copies: complete at once)
+          launch()            Switches hands the copy to the SwapExecutor (Swapper's threads)
+  a later step(): poll()      the SwapExecutor reports it finished (plain FinishedCopy values)
+          apply_finished()    Switches applies what follows: status, queue, blocks, reuse
 """
 
 from __future__ import annotations
@@ -11,10 +20,9 @@ import torch
 
 from fastswitch.tokenizer import load_tokenizer
 from fastswitch_worker.engine.config import EngineConfig
-from fastswitch_worker.engine.kv_manager import KVLayout, KVManager
+from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
-from fastswitch_worker.engine.loader import load_model, read_model_dtype
-from fastswitch_worker.engine.model_config import parse_dtype
+from fastswitch_worker.engine.loader import load_model, resolve_device, weights_dtype
 from fastswitch_worker.engine.model_runner import ModelRunner
 from fastswitch_worker.engine.outputs import (
     RequestOutput,
@@ -22,7 +30,9 @@ from fastswitch_worker.engine.outputs import (
     StepResult,
     SwapCounters,
 )
-from fastswitch_worker.engine.scheduler import Scheduler, SchedulerLimits, SchedulerOutput
+from fastswitch_worker.engine.request_queues import RequestQueues
+from fastswitch_worker.engine.scheduler import BatchScheduler, SchedulerLimits
+from fastswitch_worker.engine.scheduler_output import SchedulerOutput
 from fastswitch_worker.engine.sequence import (
     FinishReason,
     Request,
@@ -32,6 +42,7 @@ from fastswitch_worker.engine.sequence import (
 )
 from fastswitch_worker.engine.swap_executor import SwapExecutor
 from fastswitch_worker.engine.swapper import Swapper
+from fastswitch_worker.engine.switches import Switches
 
 IDLE_COPY_WAIT_S = 0.005
 
@@ -49,30 +60,16 @@ class EngineInconsistentError(RuntimeError):
         self.request_ids = request_ids
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Engine:
-    def _weights_dtype(self, config: EngineConfig) -> torch.dtype | str:
-        """"auto" keeps the checkpoint's dtype, except fp16 on CPU (poorly supported there)."""
-        if config.dtype != "auto":
-            return parse_dtype(config.dtype)
-        if self.device.type == "cpu":
-            config_dtype = read_model_dtype(config.model)
-            if config_dtype is torch.float16:
-                return torch.float32
-        return "auto"
+    """One worker's engine: requests in, tokens and state changes out, one step at a time."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         torch.set_num_threads(config.compute_threads())  # process-wide by nature
         self.model, self.model_config = load_model(
-            config.model, dtype=self._weights_dtype(config), device=self.device,
-            load_format=config.load_format, seed=config.seed)
+            config.model, dtype=weights_dtype(config.dtype, config.model, self.device),
+            device=self.device, load_format=config.load_format, seed=config.seed)
         self.dtype = self.model_config.torch_dtype  # the KV cache matches the weights
         self.tokenizer = load_tokenizer(config.model, self.model_config)
         self.max_model_len = config.max_model_len or self.model_config.max_position_embeddings
@@ -88,20 +85,24 @@ class Engine:
             num_host_blocks=pools.num_host_blocks, is_block_groups=is_fast,
             is_reuse=is_fast and config.kv_reuse,
             max_group_blocks=config.max_group_blocks))
-        self.scheduler = Scheduler(self.kv, SchedulerLimits(
+        self.counters = SwapCounters()
+        self.queues = RequestQueues()  # live requests by status (scheduler and switches)
+        self.switches = Switches(self.kv, self.queues, self.counters,
+                                 block_bytes=self.block_bytes)
+        self.scheduler = BatchScheduler(self.kv, self.queues, self.switches, SchedulerLimits(
             max_num_batched_tokens=config.max_num_batched_tokens,
             max_num_seqs=config.max_num_seqs, is_sync_swaps=not is_fast,
             blocking_swap_in_max_blocks=config.blocking_swap_in_max_blocks,
             blocking_swap_in_max_batch=config.blocking_swap_in_max_batch))
         self.swapper = Swapper(pools.gpu_kv, pools.host_kv, is_async=is_fast,
                                is_per_layer_copies=not is_fast)
+        self.copies = SwapExecutor(self.swapper, self.counters)
         self.runner = ModelRunner(self.model, pools.gpu_kv, self.block_size)
+        # Every request until it is done, reported and no copy of it runs (queues hold only
+        # the live ones).
         self.requests: dict[str, Request] = {}
-        self.counters = SwapCounters()
-        self.copies = SwapExecutor(self.swapper, self.scheduler, self.kv, self.counters,
-                                   block_bytes=self.block_bytes,
-                                   on_done_and_idle=self._release_if_idle)
         self._pending_outputs: list[RequestOutput] = []
+        self._published: list[PublishedKV] = []  # reusable KV to announce at the next step
         self._reported_status: dict[str, RequestStatus] = {}
         self._reasons: dict[str, str] = {}
         self._step = 0
@@ -112,7 +113,7 @@ class Engine:
     # ---- commands -------------------------------------------------------------------------
     def add_request(self, request_id: str, prompt_token_ids: list[int], *,
                     sampling: SamplingParams | None = None, stop: StopConditions | None = None,
-                    conversation_id: str = "", priority: int = 0) -> Request:
+                    conversation_id: str = "", client_priority: int = 0) -> Request:
         """Mutates: queues a request. Raises InvalidRequestError for what cannot be served."""
         stop = stop or StopConditions()
         if request_id in self.requests:
@@ -132,7 +133,7 @@ class Engine:
                 f"prompt + max_tokens ({len(prompt_token_ids) + stop.max_tokens} tokens) exceeds "
                 f"this worker's KV cache capacity of {kv_capacity_tokens} tokens")
         request = Request(request_id, list(prompt_token_ids), sampling or SamplingParams(), stop,
-                          conversation_id=conversation_id, priority=priority)
+                          conversation_id=conversation_id, client_priority=client_priority)
         self.requests[request_id] = request
         self.scheduler.add(request)
         self.counters.num_reused_prompt_tokens += request.num_reused_tokens
@@ -146,13 +147,14 @@ class Engine:
         """Mutates: the request returns to the GPU at the next step where it fits."""
         self.scheduler.request_resume(self._live(request_id))
 
-    def update_priorities(self, priorities: dict[str, int]) -> None:
-        """Mutates: priorities used when the engine itself must preempt (KV exhausted). Ids of
-        requests this engine does not hold (finished meanwhile) are ignored, so the table
-        never outgrows the live requests."""
-        self.scheduler.priorities.update({
-            request_id: priority for request_id, priority in priorities.items()
-            if (request := self.requests.get(request_id)) is not None and not request.status.is_done})
+    def update_ranks(self, ranks: dict[str, int]) -> None:
+        """Mutates: the cluster scheduler's ranks (UpdatePriorities), used when the engine
+        itself must preempt (KV exhausted). Ids of requests this engine does not hold
+        (finished meanwhile) are ignored, so the table never outgrows the live requests."""
+        self.scheduler.update_ranks({
+            request_id: rank for request_id, rank in ranks.items()
+            if (request := self.requests.get(request_id)) is not None
+            and not request.status.is_done})
 
     def evict_conversation(self, conversation_id: str) -> bool:
         return self.kv.evict_conversation(conversation_id)
@@ -162,11 +164,11 @@ class Engine:
         request = self.requests.get(request_id)
         if request is None or request.status.is_done:
             return False
-        request.set_status(RequestStatus.ABORTED)
+        self.scheduler.remove(request, RequestStatus.ABORTED)
         request.finish_reason = FinishReason.ABORTED
-        self.scheduler.remove(request)
+        self.runner.sampler.forget(request_id)
         self._pending_outputs.append(self._output(request, 0))
-        self._release_if_idle(request)
+        self.switches.release_if_done(request)
         return True
 
     def _live(self, request_id: str) -> Request:
@@ -177,12 +179,12 @@ class Engine:
 
     def has_unfinished_requests(self) -> bool:
         return (any(not r.status.is_done for r in self.requests.values())
-                or bool(self.copies.inflight))
+                or self.copies.num_inflight > 0)
 
     def has_work(self) -> bool:
         """Whether step() would do anything: compute, copies to apply, outputs to emit.
         Requests parked in host memory wait for a resume and are no work by themselves."""
-        return (self.scheduler.has_work() or bool(self.copies.inflight)
+        return (self.scheduler.has_work() or self.copies.num_inflight > 0
                 or bool(self._pending_outputs))
 
     # ---- the step -------------------------------------------------------------------------
@@ -191,10 +193,10 @@ class Engine:
         self._step += 1
         self._step_request_ids = None
         stall_start_ms = self.counters.stall_ms
-        self.copies.poll(wait=False)
+        self._apply_finished_copies(wait=False)
         output = self.scheduler.schedule()
         self._count_preemptions(output)
-        self.copies.start(output, self.requests)
+        self.switches.launch(output, self.copies)
         self._step_request_ids = tuple(chunk.request.request_id for chunk in output.chunks)
         if not output.chunks:
             # Nothing to compute until a copy lands: wait for it rather than spin (idle
@@ -213,11 +215,15 @@ class Engine:
             outputs.append(self._output(request, 1))
             if request.finish_reason is not None:
                 self._finish(request)
-        published, self.copies.published = self.copies.published, []
-        evicted, self.kv.evicted_conversation_ids = self.kv.evicted_conversation_ids, []
+        published, self._published = self._published, []
+        evicted = self.kv.take_evicted_conversation_ids()
         return StepResult(self._step, tuple(outputs), self._state_changes(), tuple(published),
                           tuple(evicted), output.num_batched_tokens,
                           self.counters.stall_ms - stall_start_ms)
+
+    def _apply_finished_copies(self, *, wait: bool) -> None:
+        finished = self.copies.poll(wait=wait)
+        self._published.extend(self.switches.apply_finished(finished, self.requests))
 
     def fail_step(self) -> tuple[str, ...]:
         """Mutates: after step() raised, aborts the requests that step was computing (every
@@ -242,18 +248,9 @@ class Engine:
         return failed
 
     def _finish(self, request: Request) -> None:
-        request.set_status(RequestStatus.FINISHED)
-        self.scheduler.remove(request)
+        self.scheduler.remove(request, RequestStatus.FINISHED)
         self.runner.sampler.forget(request.request_id)
-        is_kept = (self.kv.layout.is_reuse and request.conversation_id
-                   and request.num_computed_tokens and self.copies.start_retire(request))
-        if not is_kept:
-            self._release_if_idle(request)
-
-    def _release_if_idle(self, request: Request) -> None:
-        if request.num_inflight_copies == 0:
-            self.kv.release(request)
-            self.runner.sampler.forget(request.request_id)
+        self.switches.retire_or_release(request, self.copies)
 
     def _state_changes(self) -> tuple[StateChange, ...]:
         changes = []
@@ -284,7 +281,7 @@ class Engine:
     # ---- lifecycle ------------------------------------------------------------------------
     def drain_copies(self) -> None:
         """Mutates: waits for every in-flight copy and applies it."""
-        self.copies.poll(wait=True)
+        self._apply_finished_copies(wait=True)
 
     def close(self) -> None:
         self.drain_copies()

@@ -74,7 +74,7 @@ class KVManager:
         self._gpu_owners: dict[str, Request] = {}  # requests holding a GPU table
         # Requests whose host copy may be dropped under pressure (not swapped out).
         self._droppable_host_copies: dict[str, Request] = {}
-        self.evicted_conversation_ids: list[str] = []  # drained by the engine each step
+        self._evicted_conversation_ids: list[str] = []  # since take_evicted_conversation_ids()
 
     # ---- GPU side -------------------------------------------------------------------------
     def _new_table(self, allocator: BlockAllocator) -> BlockTable:
@@ -202,7 +202,7 @@ class KVManager:
         entry = self.conversations.pop_lru()
         if entry is not None:
             entry.host_table.free_all()
-            self.evicted_conversation_ids.append(entry.conversation_id)
+            self._evicted_conversation_ids.append(entry.conversation_id)
             return True
         for request in list(self._droppable_host_copies.values()):
             # Never a copy some thread is still writing (a cancelled swap-out in flight).
@@ -228,7 +228,7 @@ class KVManager:
         matched = min(matched, request.num_prompt_tokens - 1)
         if matched <= 0:
             entry.host_table.free_all()
-            self.evicted_conversation_ids.append(entry.conversation_id)
+            self._evicted_conversation_ids.append(entry.conversation_id)
             return 0
         entry.host_table.truncate(matched)
         request.host_table = entry.host_table
@@ -258,6 +258,12 @@ class KVManager:
             return False
         entry.host_table.free_all()
         return True
+
+    def take_evicted_conversation_ids(self) -> list[str]:
+        """Mutates: returns the conversations whose host KV was evicted since the last call
+        (to tell the kvstore) and forgets them."""
+        evicted, self._evicted_conversation_ids = self._evicted_conversation_ids, []
+        return evicted
 
     def release(self, request: Request) -> None:
         """Free everything a finished or aborted request holds on both sides."""

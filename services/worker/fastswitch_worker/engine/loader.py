@@ -20,7 +20,7 @@ from torch import nn
 from fastswitch_worker.engine.model_config import ModelConfig, ModelConfigError, parse_dtype
 from fastswitch_worker.engine.models import CausalLM, build_model
 from fastswitch_worker.engine.models.llama import RMSNorm
-from fastswitch_worker.engine.presets import PRESETS
+from fastswitch_worker.engine.presets import DEMO_PRESETS, PRESETS, shape_demo_output
 
 LoadFormat = Literal["auto", "safetensors", "dummy"]
 
@@ -62,6 +62,24 @@ def read_model_dtype(model: str | os.PathLike[str]) -> torch.dtype | None:
         return read_model_config(model).torch_dtype
     except (ModelLoadError, ValueError):
         return None
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" is CUDA when there is one, else the CPU; any other name is taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def weights_dtype(dtype: str, model: str | os.PathLike[str],
+                  device: torch.device) -> torch.dtype | str:
+    """The dtype to load `model` in: "auto" keeps the checkpoint's, except fp16 on CPU
+    (poorly supported there), which becomes fp32."""
+    if dtype != "auto":
+        return parse_dtype(dtype)
+    if device.type == "cpu" and read_model_dtype(model) is torch.float16:
+        return torch.float32
+    return "auto"
 
 
 def load_model(
@@ -110,6 +128,8 @@ def load_model(
     net.tie_weights()  # to_empty replaces parameters one by one, which unties them
     if use_dummy:
         init_dummy_weights(net, seed=seed)
+        if source in DEMO_PRESETS:
+            shape_demo_output(net.lm_head.weight)
     else:
         load_safetensors_weights(net, directory)
     return net.eval(), config

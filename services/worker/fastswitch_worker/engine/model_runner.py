@@ -8,7 +8,7 @@ import torch
 
 from fastswitch_worker.engine.attention import AttentionMetadata
 from fastswitch_worker.engine.sampler import Sampler
-from fastswitch_worker.engine.scheduler import ScheduledChunk
+from fastswitch_worker.engine.scheduler_output import ScheduledChunk
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Named model shapes that load with dummy (random, seeded) weights; no checkpoint needed.
 
 - "tiny": a few small layers for the local demo (`fastswitch up`) and tests. Its vocabulary
-  holds the 256 byte ids of the byte tokenizer plus BOS (256) and EOS (257).
+  holds the 256 byte ids of the byte tokenizer plus BOS (256) and EOS (257). Its weights are
+  random, like every preset's; only its output layer is shaped (`shape_demo_output`) so that
+  greedy decoding picks printable ASCII and never EOS: the demo's answer is deterministic,
+  visible noise instead of an empty line.
 - "llama3-8b": the real Meta-Llama-3-8B(-Instruct) shape, for GPU runs without the weights.
 - "bench-8b-kv": context switches cost what they cost on Llama-3-8B, compute does not. Its KV
   footprint per token equals Llama-3-8B's in bf16 (32 layers x 8 kv heads x head_dim 128 x K,V
@@ -95,6 +98,22 @@ PRESETS: MappingProxyType[str, ModelConfig] = MappingProxyType(
         ),
     }
 )
+
+
+# Presets whose dummy output layer is restricted to printable ASCII (see shape_demo_output).
+DEMO_PRESETS = frozenset({"tiny"})
+_PRINTABLE_BYTE_IDS = range(0x20, 0x7F)
+
+
+@torch.no_grad()
+def shape_demo_output(lm_head_weight: torch.Tensor) -> None:
+    """Mutates: zeroes every output row but printable ASCII bytes, so their logits are 0 while
+    the printable ones stay random; the largest of ~95 random logits is above 0, so greedy
+    decoding emits printable text and no special token. The weights stay random: the text is
+    noise, only visibly so. lm_head_weight: [vocab_size, hidden_size]."""
+    keep = torch.zeros(lm_head_weight.shape[0], dtype=torch.bool, device=lm_head_weight.device)
+    keep[_PRINTABLE_BYTE_IDS.start:_PRINTABLE_BYTE_IDS.stop] = True
+    lm_head_weight[~keep] = 0
 
 
 def preset_names() -> tuple[str, ...]:

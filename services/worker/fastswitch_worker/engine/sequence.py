@@ -92,7 +92,9 @@ class Request:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: StopConditions = field(default_factory=StopConditions)
     conversation_id: str = ""
-    priority: int = 0
+    # The client's priority (AdmitCommand.priority; higher matters more). Not the cluster
+    # scheduler's rank: BatchScheduler.ranks holds that.
+    client_priority: int = 0
     arrival_time_s: float = field(default_factory=time.monotonic)
 
     output_token_ids: list[int] = field(default_factory=list)

@@ -32,7 +32,6 @@ class CopyJob:
     _compute_ready: torch.cuda.Event | None = None
     error: BaseException | None = None
     copy_ms: float = 0.0
-    is_cancelled: bool = False  # set by the engine: a resume arrived during the swap-out
 
     def is_done(self) -> bool:
         """Non-blocking completion check."""

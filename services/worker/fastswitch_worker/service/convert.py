@@ -43,7 +43,7 @@ def stop_from_proto(msg: common_pb2.StopConditions) -> StopConditions:
 
 def capacity(engine: Engine) -> common_pb2.KVCapacity:
     kv = engine.kv
-    mean_extents, num_unused = kv.allocation_figures(list(engine.scheduler.running))
+    mean_extents, num_unused = kv.allocation_figures(list(engine.queues.running))
     return common_pb2.KVCapacity(
         mean_extents_per_request=mean_extents, num_reserved_unused_gpu_blocks=num_unused,
         block_size=engine.block_size, num_gpu_blocks=kv.gpu.num_blocks,

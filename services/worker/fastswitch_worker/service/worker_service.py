@@ -145,8 +145,8 @@ class WorkerService:
             session.request_ids.discard(msg.abort.request_id)
             self.engine_loop.submit(lambda e: e.abort(msg.abort.request_id))
         elif kind == "update_priorities":
-            priorities = dict(msg.update_priorities.priorities)
-            self.engine_loop.submit(lambda e: e.update_priorities(priorities))
+            ranks = dict(msg.update_priorities.priorities)  # the cluster scheduler's ranks
+            self.engine_loop.submit(lambda e: e.update_ranks(ranks))
         elif kind == "drain":
             self._start_draining()
 
@@ -190,7 +190,7 @@ class WorkerService:
                 admit.request_id, list(admit.prompt_token_ids),
                 sampling=convert.sampling_from_proto(admit.sampling),
                 stop=convert.stop_from_proto(admit.stop), conversation_id=admit.conversation_id,
-                priority=admit.priority)
+                client_priority=admit.priority)
         except (InvalidRequestError, ValueError) as exc:
             self.loop.call_soon_threadsafe(self._refuse_admitted, session, admit.request_id,
                                            grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -219,9 +219,9 @@ class WorkerService:
         event.is_draining = self.is_draining
         stats = worker_pb2.GetWorkerStatsResponse(
             worker_id=self.config.worker_id, capacity=event.capacity, swap=event.swap,
-            num_running_requests=len(engine.scheduler.running),
-            num_swapped_requests=len(engine.scheduler.parked),
-            num_waiting_requests=len(engine.scheduler.waiting))
+            num_running_requests=len(engine.queues.running),
+            num_swapped_requests=len(engine.queues.parked),
+            num_waiting_requests=len(engine.queues.waiting))
         self.loop.call_soon_threadsafe(self._deliver, event, stats)
 
     # ---- back on the asyncio loop ---------------------------------------------------------

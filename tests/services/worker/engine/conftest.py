@@ -1,4 +1,5 @@
-"""Tiny Hugging Face checkpoints and a byte-level BPE tokenizer, built offline per session.
+"""Tiny Hugging Face checkpoints and a byte-level BPE tokenizer, built offline per session;
+and PureWorker, the engine's bookkeeping without torch, for the scheduler and switch tests.
 
 Each `hf_tiny_*_dir` fixture is a directory with the layout real checkpoints have (config.json,
 model.safetensors or shards + index). Weights are random but scaled up from the usual 0.02 init,
@@ -10,10 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+
+from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV, SwapPlan
+from fastswitch_worker.engine.outputs import SwapCounters
+from fastswitch_worker.engine.request_queues import RequestQueues
+from fastswitch_worker.engine.scheduler import BatchScheduler, SchedulerLimits
+from fastswitch_worker.engine.scheduler_output import SchedulerOutput
+from fastswitch_worker.engine.sequence import Request, RequestStatus
+from fastswitch_worker.engine.switches import CopyKind, FinishedCopy, Switches
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -149,3 +159,90 @@ def hf_byte_bpe_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": [5]}))
     return directory
+
+
+# ---- the engine's bookkeeping without torch, for the scheduler and switch tests ------------
+
+class FakeCopies:
+    """switches.CopyRunner in pure Python: moves no data; copies finish when a test says."""
+
+    def __init__(self) -> None:
+        self.ran_now: list[SwapPlan] = []  # blocking copies, in the order they ran
+        self.in_flight: list[FinishedCopy] = []  # what finish() will report, in order
+
+    def run_now(self, plan: SwapPlan) -> None:
+        self.ran_now.append(plan)
+
+    def submit(self, plan: SwapPlan, kind: CopyKind) -> None:
+        self.in_flight.append(FinishedCopy(plan, kind))
+
+    def cancel_swap_out(self, request_id: str) -> None:
+        self.in_flight = [
+            replace(c, is_cancelled=True)
+            if c.kind is CopyKind.SWAP_OUT and c.plan.request_id == request_id else c
+            for c in self.in_flight]
+
+    def finish(self) -> list[FinishedCopy]:
+        finished, self.in_flight = self.in_flight, []
+        return finished
+
+
+class PureWorker:
+    """Queues, KV manager, switches and batch scheduler wired as the engine wires them, on
+    tiny pools (block_size 4, 8 GPU blocks). step() schedules, launches the copies and
+    pretends to compute: a chunk's tokens count as computed, a sampling chunk adds token 7.
+    Copies finish only in finish_copies(). Integrity is checked after every call."""
+
+    def __init__(self, *, num_gpu_blocks: int = 8, num_host_blocks: int = 8,
+                 is_reuse: bool = True, **limits: object) -> None:
+        self.kv = KVManager(KVLayout(block_size=4, num_gpu_blocks=num_gpu_blocks,
+                                     num_host_blocks=num_host_blocks, is_block_groups=True,
+                                     is_reuse=is_reuse))
+        self.queues = RequestQueues()
+        self.counters = SwapCounters()
+        self.switches = Switches(self.kv, self.queues, self.counters, block_bytes=1)
+        self.scheduler = BatchScheduler(self.kv, self.queues, self.switches,
+                                        SchedulerLimits(**limits))
+        self.copies = FakeCopies()
+        self.requests: dict[str, Request] = {}
+
+    def add(self, request_id: str, prompt: int | list[int], **fields: object) -> Request:
+        """Queues a request with `prompt` tokens (a count: tokens 1, 2, ...)."""
+        token_ids = list(range(1, prompt + 1)) if isinstance(prompt, int) else list(prompt)
+        request = Request(request_id, token_ids, **fields)
+        self.requests[request_id] = request
+        self.scheduler.add(request)
+        self.check()
+        return request
+
+    def step(self) -> SchedulerOutput:
+        output = self.scheduler.schedule()
+        self.switches.launch(output, self.copies)
+        for chunk in output.chunks:
+            is_sampling = chunk.is_sampling
+            chunk.request.num_computed_tokens += chunk.num_new_tokens
+            if is_sampling:
+                chunk.request.output_token_ids.append(7)
+        self.check()
+        return output
+
+    def finish_copies(self) -> list[PublishedKV]:
+        published = self.switches.apply_finished(self.copies.finish(), self.requests)
+        self.check()
+        return published
+
+    def batch(self, output: SchedulerOutput) -> dict[str, int]:
+        """request id -> tokens computed this step."""
+        return {c.request.request_id: c.num_new_tokens for c in output.chunks}
+
+    def status(self, request_id: str) -> RequestStatus:
+        return self.requests[request_id].status
+
+    def check(self) -> None:
+        self.kv.check_integrity()
+        self.queues.check_integrity()
+
+
+@pytest.fixture
+def make_worker() -> type[PureWorker]:
+    return PureWorker

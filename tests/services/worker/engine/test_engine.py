@@ -121,14 +121,25 @@ def test_invalid_requests_are_refused_clearly() -> None:
     engine.close()
 
 
-def test_priorities_are_kept_only_for_live_requests():
-    """The scheduler sends ranks every tick; a worker that kept every id it ever heard of
-    would grow without bound over its lifetime."""
+def test_ranks_are_kept_only_for_live_requests():
+    """The cluster scheduler sends ranks every tick; a worker that kept every id it ever
+    heard of would grow without bound over its lifetime."""
     engine = make_engine()
     engine.add_request("live", PROMPTS[0], **greedy(40))
     engine.add_request("short", PROMPTS[1], **greedy(2))
-    engine.update_priorities({"live": 3, "short": 2, "never-admitted": 1})
-    assert engine.scheduler.priorities == {"live": 3, "short": 2}
+    engine.update_ranks({"live": 3, "short": 2, "never-admitted": 1})
+    assert engine.scheduler.ranks == {"live": 3, "short": 2}
     run_to_completion(engine)
-    assert engine.scheduler.priorities == {}
+    assert engine.scheduler.ranks == {}
     engine.close()
+
+
+def test_the_tiny_demo_preset_answers_in_visible_text_not_an_empty_line():
+    """Random weights, but an output layer shaped to printable ASCII: `fastswitch generate`
+    on the demo stack shows (deterministic) noise rather than an EOS at once."""
+    engine = make_engine()
+    prompt = engine.tokenizer.encode("Hello")
+    engine.add_request("demo", prompt, sampling=SamplingParams(), stop=StopConditions(max_tokens=16))
+    tokens = run_to_completion(engine)["demo"]
+    engine.close()
+    assert len(tokens) == 16 and all(0x20 <= t < 0x7F for t in tokens)

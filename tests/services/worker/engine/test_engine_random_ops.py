@@ -20,9 +20,11 @@ def prompt(index: int) -> list[int]:
 
 def engine(mode: str, host_kv_bytes: int, kv_cache_bytes: int = 16 * 8192) -> Engine:
     # tiny: 8 KiB per 4-token block, so 16 blocks = 64 tokens: requests must take turns.
+    # One compute thread in both modes (see test_engine_switching.make_engine).
     return Engine(EngineConfig(model="tiny", mode=mode, block_size=4, kv_cache_bytes=kv_cache_bytes,
                                host_kv_bytes=host_kv_bytes, max_num_batched_tokens=16,
-                               max_group_blocks=4, blocking_swap_in_max_blocks=2))
+                               max_group_blocks=4, blocking_swap_in_max_blocks=2,
+                               num_compute_threads=1))
 
 
 def drive(e: Engine, rng: random.Random | None) -> tuple[dict[str, list[int]], set[str]]:

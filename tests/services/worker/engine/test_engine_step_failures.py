@@ -90,6 +90,27 @@ def test_a_failure_before_the_batch_is_set_up_aborts_every_live_request() -> Non
     engine.close()
 
 
+def test_a_failed_copy_fails_the_step_and_the_abort_path_frees_every_block() -> None:
+    engine = make_engine()
+    engine.add_request("a", PROMPT, **greedy(20))
+    engine.add_request("b", PROMPT[:3], **greedy(20))
+    engine.step()
+
+    def failing_copy(plan):
+        raise RuntimeError("injected copy fault")
+
+    engine.swapper._copy = failing_copy
+    engine.preempt("a")
+    engine.step()  # a's swap-out runs on the copy thread and fails there
+    engine.copies.wait_for_any(10.0)
+    with pytest.raises(RuntimeError, match="swap out of a failed"):
+        engine.step()  # the failure surfaces where finished copies are applied
+    assert set(engine.fail_step()) == {"a", "b"}
+    run_to_completion(engine)
+    assert_all_kv_free(engine)
+    engine.close()
+
+
 def test_sampling_that_cannot_overflow_needs_no_failure_path() -> None:
     engine = make_engine()
     for index, temperature in enumerate((1e-40, 1e-30, 1e30)):
