@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastswitch_bench.machine import machine_description
-from fastswitch_bench.plots import write_plots
 from fastswitch_bench.results import (
     DEFAULT_FAIRNESS_WINDOW_S,
     ConfigResult,
@@ -65,8 +64,12 @@ def write_report(
     # Serialise first: a figure that is not plain JSON (NaN, a stray object) fails here,
     # before any file is half-written.
     json_text = json.dumps(report, indent=2, allow_nan=False)
+    # Imported here: matplotlib costs about a second, which `fastswitch bench --help` and the
+    # terminal summary should not pay.
+    from fastswitch_bench.plots import write_plots
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_paths = write_plots(out_dir, results)
+    plot_paths = write_plots(out_dir, results, report)
     json_path = out_dir / REPORT_JSON_FILE
     json_path.write_text(json_text + "\n", encoding="utf-8")
     markdown_path = out_dir / REPORT_MARKDOWN_FILE

@@ -2,9 +2,11 @@
 
 `build_report` fixes the report.json contract:
 `{"configs": {name: figures}, "ratios": {...}, "ratios_note": str, "machine": {...},
-"command": str, "workload": {...}, "fairness_window_s": float | None}`, where every config's
-figures hold `ttft_ms`, `tbt_ms` and `e2e_ms` objects keyed `p50`, `p95`, `p99`, `p99.9`
-(plus `num_samples`, `mean`, `min`, `max`), `throughput_tokens_per_s`, `swap` and `fairness`.
+"command": str, "workload": {...}, "fairness_window_s": float | None,
+"min_samples_by_percentile": {...}}`, where every config's figures hold `ttft_ms`, `tbt_ms`
+and `e2e_ms` objects keyed `p50`, `p95`, `p99`, `p99.9` (plus `num_samples`, `mean`, `min`,
+`max` and `unsupported_percentiles`: the keys too few samples stand behind, see
+`stats.min_samples_for_percentile`), `throughput_tokens_per_s`, `swap` and `fairness`.
 A latency with no samples has null figures rather than a made-up number.
 """
 
@@ -19,13 +21,25 @@ from fastswitch_bench.stats import (
     ServiceEvent,
     backlogged_fairness,
     jain_index,
+    min_samples_for_percentile,
     percentile_key,
     summarize,
+    unsupported_percentiles,
 )
 
 BASELINE = "baseline"
 FASTSWITCH = "fastswitch"
 DEFAULT_FAIRNESS_WINDOW_S = 2.0
+# The scheduler's policies, as the report names them. Only VTC (virtual token counter) orders
+# requests for weighted fair share; under the others per-tenant service follows arrivals and
+# priorities, so it shows service, not the scheduler's fairness.
+POLICY_DESCRIPTIONS = {
+    "vtc": "virtual token counter, weighted fair share",
+    "fcfs": "first come, first served",
+    "priority": "client-given priorities",
+    "trace": "priorities replayed from a Random or Markov trace, as in the paper",
+}
+FAIRNESS_POLICIES = frozenset({"vtc"})
 RATIOS_NOTE = (
     "Every ratio is > 1 when FastSwitch does better: baseline / fastswitch for latencies, "
     "swap bytes, copies and stall time; fastswitch / baseline for throughput. "
@@ -84,8 +98,10 @@ def latency_figures(values_ms: Sequence[float]) -> dict[str, float | int | None]
     """summarize(), or the same keys with null figures when there are no samples (pure)."""
     if len(values_ms) == 0:
         keys = ["mean", "min", "max", *(percentile_key(q) for q in DEFAULT_PERCENTILES)]
-        return {"num_samples": 0, **dict.fromkeys(keys)}
-    return summarize(values_ms)
+        figures = {"num_samples": 0, **dict.fromkeys(keys)}
+    else:
+        figures = summarize(values_ms)
+    return {**figures, "unsupported_percentiles": unsupported_percentiles(len(values_ms))}
 
 
 def config_figures(
@@ -164,6 +180,9 @@ def build_report(
         "command": command,
         "workload": dict(workload),
         "fairness_window_s": fairness_window_s,
+        "min_samples_by_percentile": {
+            percentile_key(q): min_samples_for_percentile(q) for q in DEFAULT_PERCENTILES
+        },
     }
 
 
@@ -179,7 +198,14 @@ def _fairness_figures(result: ConfigResult, window_s: float | None) -> dict[str,
     backlogged = backlogged_fairness(
         result.service_events, result.backlog, result.tenant_weights, window_s=window_s
     )
+    policy = result.settings.get("policy")
+    policy = None if policy is None else str(policy)
     return {
+        "policy": policy,
+        "is_fairness_policy": policy in FAIRNESS_POLICIES,
+        "note": fairness_note(
+            policy, len(backlogged.intervals), backlogged.covered_s, result.duration_s
+        ),
         "jain_whole_run": whole_run_jain,
         "per_tenant": {
             tenant: {
@@ -199,9 +225,39 @@ def _fairness_figures(result: ConfigResult, window_s: float | None) -> dict[str,
             "jain_min": backlogged.min_jain,
             "num_intervals": len(backlogged.intervals),
             "covered_s": backlogged.covered_s,
+            "covered_fraction": backlogged.covered_s / result.duration_s,
             "window_s": window_s,
         },
     }
+
+
+def fairness_note(
+    policy: str | None, num_intervals: int, covered_s: float, duration_s: float
+) -> str:
+    """What a configuration's per-tenant figures can and cannot say, in one sentence (pure):
+    which policy ran, whether it is a fairness policy, and how much of the run had >= 2
+    tenants backlogged and served (the only time fairness is owed)."""
+    if policy is None:
+        policy_text = "policy not recorded: read per-tenant figures as service, not fairness"
+    elif policy in FAIRNESS_POLICIES:
+        policy_text = f"policy {policy} ({POLICY_DESCRIPTIONS[policy]}) is a fairness policy"
+    else:
+        description = POLICY_DESCRIPTIONS.get(policy, "unknown policy")
+        policy_text = (
+            f"policy {policy} ({description}) is not a fairness policy: per-tenant figures "
+            "show service, not fairness"
+        )
+    if num_intervals == 0:
+        backlog_text = (
+            "no interval had two or more tenants backlogged and served, so fairness over "
+            "backlogged intervals was not measured"
+        )
+    else:
+        backlog_text = (
+            f"two or more tenants were backlogged and served for {covered_s:.1f} s of "
+            f"{duration_s:.1f} s ({covered_s / duration_s:.0%}, {num_intervals} intervals)"
+        )
+    return f"{policy_text}; {backlog_text}."
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -19,7 +19,6 @@ from fastswitch_bench.workload import (
     Workload,
     WorkloadError,
     build_workload,
-    fit_to_context,
 )
 
 USER_ROLE = "human"
@@ -48,7 +47,8 @@ def load_sharegpt(
     Each "human" message answered by the next "gpt" message is one Turn; consecutive human
     messages are joined, an answer with no question is dropped, and other roles (e.g.
     "system") are ignored. Turns with an empty side are dropped, conversations left with no
-    complete pair are skipped, and each conversation is fitted to `max_context_tokens`.
+    complete pair are skipped, and each kept conversation is fitted to `max_context_tokens`
+    (the Workload counts the turns that cuts).
     Lengths come from `tokenize` or, when it is None, `estimate_num_tokens`. With
     `max_conversations`, a seeded random sample of the usable conversations is kept, in file
     order. Arrivals, tenants and think times are drawn as in `build_workload`.
@@ -59,7 +59,7 @@ def load_sharegpt(
     count_tokens = estimate_num_tokens if tokenize is None else (lambda text: len(tokenize(text)))
     conversation_ids: list[str] = []
     taken_ids: set[str] = set()
-    turns_per_conversation: list[tuple[Turn, ...]] = []
+    turns_per_conversation: list[tuple[Turn, ...]] = []  # as recorded, not yet fitted
     for index, entry in enumerate(entries):
         pairs = _question_answer_pairs(path, index, entry)
         turns = []
@@ -71,7 +71,7 @@ def load_sharegpt(
             conversation_id = _unique_id(entry["id"], taken_ids)
             taken_ids.add(conversation_id)
             conversation_ids.append(conversation_id)
-            turns_per_conversation.append(fit_to_context(turns, max_context_tokens))
+            turns_per_conversation.append(tuple(turns))
     if not turns_per_conversation:
         raise WorkloadError(f"{path}: no conversation has a complete human -> gpt turn")
     if max_conversations is not None and max_conversations < len(conversation_ids):
@@ -91,6 +91,7 @@ def load_sharegpt(
         tenants=tenants,
         arrival_rate_per_s=arrival_rate_per_s,
         mean_think_time_s=mean_think_time_s,
+        max_context_tokens=max_context_tokens,
         seed=seed,
         description=description,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,24 @@ class StatsError(ValueError):
 def percentile_key(q: float) -> str:
     """The report's name for percentile q: 50 -> "p50", 99.9 -> "p99.9"."""
     return f"p{q:g}"
+
+
+def min_samples_for_percentile(q: float) -> int:
+    """The fewest samples that leave at least one sample above percentile q (pure): 2 for p50,
+    20 for p95, 100 for p99, 1,000 for p99.9. With fewer, linear interpolation puts the
+    percentile between the two largest samples, so it is the maximum in all but name."""
+    if not 0 <= q < 100:
+        raise StatsError(f"a percentile must be in [0, 100), got {q}")
+    # 100 / (100 - 99.9) is 1000.0000000000568 in floating point; do not round that up.
+    return max(1, math.ceil(100 / (100 - q) - 1e-6))
+
+
+def unsupported_percentiles(
+    num_samples: int, qs: Sequence[float] = DEFAULT_PERCENTILES
+) -> list[str]:
+    """Keys of the percentiles in `qs` that `num_samples` samples cannot support (pure): for
+    65 samples, ["p99", "p99.9"]. Every percentile of no samples is unsupported."""
+    return [percentile_key(q) for q in qs if num_samples < min_samples_for_percentile(q)]
 
 
 def percentiles(

@@ -17,14 +17,17 @@ MIB = 2**20
 
 # (label, path into a config's figures, scale, key in "ratios" or None)
 _METRIC_ROWS: tuple[tuple[str, tuple[str, ...], float, str | None], ...] = (
+    ("TTFT samples", ("ttft_ms", "num_samples"), 1.0, None),
     ("TTFT p50 (ms)", ("ttft_ms", "p50"), 1.0, "ttft_p50"),
     ("TTFT p95 (ms)", ("ttft_ms", "p95"), 1.0, "ttft_p95"),
     ("TTFT p99 (ms)", ("ttft_ms", "p99"), 1.0, "ttft_p99"),
     ("TTFT p99.9 (ms)", ("ttft_ms", "p99.9"), 1.0, "ttft_p99.9"),
+    ("TBT samples", ("tbt_ms", "num_samples"), 1.0, None),
     ("TBT p50 (ms)", ("tbt_ms", "p50"), 1.0, "tbt_p50"),
     ("TBT p95 (ms)", ("tbt_ms", "p95"), 1.0, "tbt_p95"),
     ("TBT p99 (ms)", ("tbt_ms", "p99"), 1.0, "tbt_p99"),
     ("TBT p99.9 (ms)", ("tbt_ms", "p99.9"), 1.0, "tbt_p99.9"),
+    ("E2E samples", ("e2e_ms", "num_samples"), 1.0, None),
     ("E2E p99 (ms)", ("e2e_ms", "p99"), 1.0, "e2e_p99"),
     ("throughput (tokens/s)", ("throughput_tokens_per_s",), 1.0, "throughput"),
 )
@@ -44,6 +47,14 @@ _FAIRNESS_ROWS: tuple[tuple[str, tuple[str, ...], float, str | None], ...] = (
     ("backlogged intervals", ("fairness", "backlogged", "num_intervals"), 1.0, None),
     ("contended time (s)", ("fairness", "backlogged", "covered_s"), 1.0, None),
     ("Jain, whole run", ("fairness", "jain_whole_run"), 1.0, None),
+)
+
+# Appended to a percentile that too few samples stand behind (see UNSUPPORTED_NOTE).
+_MAX_MARK = "~max"
+UNSUPPORTED_NOTE = (
+    f"A percentile marked (n=N: {_MAX_MARK}) rests on fewer samples than it needs for one "
+    "sample beyond it ({needs}); it is interpolated between the two largest samples, so it is "
+    "the maximum in all but name, and a ratio marked the same compares such maxima."
 )
 
 # What the terminal summary shows: headline latencies, switch cost and fairness.
@@ -104,6 +115,9 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
     ]
     if "description" in workload:
         parts += [f"Workload: {workload['description']}", ""]
+    turns = turns_statement(workload)
+    if turns is not None:
+        parts += [turns, ""]
     parts += [
         "## Configurations",
         "",
@@ -111,6 +125,15 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
         "",
     ]
     parts += ["## Latency and throughput", "", *_markdown_table(configs, ratios, _METRIC_ROWS), ""]
+    if any(
+        _unsupported_sample_count(figures, path) is not None
+        for figures in configs.values()
+        for _, path, _, _ in _METRIC_ROWS
+    ):
+        needs = ", ".join(
+            f"{key}: {count:,}" for key, count in report["min_samples_by_percentile"].items()
+        )
+        parts += [UNSUPPORTED_NOTE.format(needs=needs), ""]
     parts += [f"Ratios: {RATIOS_NOTE}", ""]
     parts += ["## Context switches", "", *_markdown_table(configs, ratios, _SWAP_ROWS), ""]
     parts += [
@@ -124,6 +147,8 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
             else ""
         )
         + "; 1 is perfectly fair, 1/n means one tenant took everything.",
+        "",
+        *(f"- {name}: {figures['fairness']['note']}" for name, figures in configs.items()),
         "",
         *_markdown_table(configs, ratios, _FAIRNESS_ROWS),
         "",
@@ -139,6 +164,30 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
+def turns_statement(workload: Mapping) -> str | None:
+    """The measured turns per conversation, then the configured mean labelled as such and
+    what the context fit cut (pure); None when `workload` (a `Workload.summary()`) lacks them."""
+    if "mean_turns_per_conversation" not in workload:
+        return None
+    text = (
+        f"Turns per conversation: measured mean {workload['mean_turns_per_conversation']:.2f} "
+        f"({workload['num_turns']:,} turns in {workload['num_conversations']:,} conversations)"
+    )
+    configured = workload.get("configured_mean_turns_per_conversation")
+    if configured is not None:
+        text += f"; configured mean {configured:g} (the generator's target, not a measurement)"
+    if "num_turns_dropped_to_fit_context" in workload:
+        context = workload.get("max_context_tokens")
+        context_text = f"the {context:,}-token context" if context else "the context"
+        text += (
+            f". As drawn, before fitting to {context_text}, these "
+            f"{workload['num_conversations']:,} conversations averaged "
+            f"{workload['mean_turns_before_context_fit']:.2f} turns; the fit dropped "
+            f"{workload['num_turns_dropped_to_fit_context']:,} turns"
+        )
+    return text + "."
+
+
 def _ratios_if_comparable(configs: Mapping) -> dict[str, float | None]:
     if BASELINE in configs and FASTSWITCH in configs:
         return compute_ratios(configs[BASELINE], configs[FASTSWITCH])
@@ -149,15 +198,30 @@ def _rows(configs: Mapping, ratios: Mapping, specs) -> list[list[str]]:
     rows = []
     for label, path, scale, ratio_key in specs:
         row = [label]
+        is_marked = False
         for figures in configs.values():
             value = _lookup(figures, path)
-            row.append(
-                format_number(value * scale if value is not None and scale != 1.0 else value)
-            )
+            text = format_number(value * scale if value is not None and scale != 1.0 else value)
+            num_samples = _unsupported_sample_count(figures, path)
+            if value is not None and num_samples is not None:
+                text += f" (n={num_samples:,}: {_MAX_MARK})"
+                is_marked = True
+            row.append(text)
         if ratios:
-            row.append(format_ratio(ratios.get(ratio_key)) if ratio_key else "")
+            ratio = ratios.get(ratio_key) if ratio_key else None
+            ratio_text = format_ratio(ratio) if ratio_key else ""
+            row.append(ratio_text + (f" ({_MAX_MARK})" if is_marked and ratio is not None else ""))
         rows.append(row)
     return rows
+
+
+def _unsupported_sample_count(figures: Mapping, path: tuple[str, ...]) -> int | None:
+    """The sample count behind the percentile at `path` when it is too small to support it
+    (listed in its figures' `unsupported_percentiles`), else None."""
+    parent = _lookup(figures, path[:-1])
+    if isinstance(parent, Mapping) and path[-1] in parent.get("unsupported_percentiles", ()):
+        return parent["num_samples"]
+    return None
 
 
 def _markdown_table(configs: Mapping, ratios: Mapping, specs) -> list[str]:

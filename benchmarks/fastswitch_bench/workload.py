@@ -78,14 +78,24 @@ class TenantSpec:
 
 @dataclass(frozen=True)
 class Workload:
-    """Conversations sorted by arrival, with unique ids, owned by the listed tenants."""
+    """Conversations sorted by arrival, with unique ids, owned by the listed tenants.
+
+    `num_turns_dropped` counts the turns cut because a conversation's history outgrew
+    `max_context_tokens` (see `fit_to_context`); `configured_mean_turns` is the mean number of
+    turns the generator drew from, None for recorded data. Neither is a realised figure:
+    `summary()` gives those."""
 
     conversations: tuple[Conversation, ...]
     tenants: tuple[TenantSpec, ...]
     seed: int
     description: str
+    max_context_tokens: int | None = None
+    num_turns_dropped: int = 0
+    configured_mean_turns: float | None = None
 
     def __post_init__(self) -> None:
+        if self.num_turns_dropped < 0:
+            raise WorkloadError(f"num_turns_dropped must be >= 0, got {self.num_turns_dropped}")
         tenant_names = [t.name for t in self.tenants]
         if len(set(tenant_names)) != len(tenant_names):
             raise WorkloadError(f"duplicate tenant names in {tenant_names}")
@@ -100,15 +110,28 @@ class Workload:
             raise WorkloadError("conversations must be sorted by arrival time")
 
     def summary(self) -> dict[str, object]:
-        """Realised statistics, for the report's `workload` section (pure)."""
+        """Realised statistics for the report's `workload` section (pure), plus the two that
+        explain a realised mean of turns below the configured one, each named for what it is:
+        the configured mean (synthetic workloads only) and the turns the context fit dropped."""
         turns = [t for c in self.conversations for t in c.turns]
         num_turns = len(turns)
+        num_conversations = max(1, len(self.conversations))
+        configured = (
+            {}
+            if self.configured_mean_turns is None
+            else {"configured_mean_turns_per_conversation": self.configured_mean_turns}
+        )
         return {
             "description": self.description,
             "seed": self.seed,
             "num_conversations": len(self.conversations),
             "num_turns": num_turns,
-            "mean_turns_per_conversation": num_turns / max(1, len(self.conversations)),
+            "mean_turns_per_conversation": num_turns / num_conversations,
+            **configured,
+            "mean_turns_before_context_fit": (num_turns + self.num_turns_dropped)
+            / num_conversations,
+            "num_turns_dropped_to_fit_context": self.num_turns_dropped,
+            "max_context_tokens": self.max_context_tokens,
             "mean_prompt_tokens_per_turn": sum(t.prompt_tokens for t in turns) / max(1, num_turns),
             "mean_output_tokens_per_turn": sum(t.output_tokens for t in turns) / max(1, num_turns),
             "tenants": {
@@ -167,18 +190,21 @@ def fit_to_context(turns: Sequence[Turn], max_context_tokens: int) -> tuple[Turn
 
 
 def build_workload(
-    turns_per_conversation: Sequence[tuple[Turn, ...]],
+    turns_per_conversation: Sequence[Sequence[Turn]],
     conversation_ids: Sequence[str],
     *,
     tenants: Sequence[TenantSpec],
     arrival_rate_per_s: float,
     mean_think_time_s: float,
+    max_context_tokens: int,
     seed: int,
     description: str,
+    configured_mean_turns: float | None = None,
 ) -> Workload:
-    """Schedule given conversations (pure): Poisson arrivals at `arrival_rate_per_s`, tenants
-    drawn by load share, exponential think times. Each aspect draws from its own stream of
-    `seed`, so e.g. arrival times do not change when lengths do."""
+    """Schedule given conversations (pure): each fitted to `max_context_tokens`
+    (`fit_to_context`, which may drop later turns; the Workload counts them), Poisson arrivals
+    at `arrival_rate_per_s`, tenants drawn by load share, exponential think times. Each aspect
+    draws from its own stream of `seed`, so e.g. arrival times do not change when lengths do."""
     if len(turns_per_conversation) != len(conversation_ids):
         raise WorkloadError("one conversation id per conversation is needed")
     if not tenants:
@@ -198,7 +224,10 @@ def build_workload(
         len(tenants), size=num_conversations, p=shares / shares.sum()
     )
     conversations = []
-    for i, turns in enumerate(turns_per_conversation):
+    num_turns_dropped = 0
+    for i, drawn_turns in enumerate(turns_per_conversation):
+        turns = fit_to_context(drawn_turns, max_context_tokens)
+        num_turns_dropped += len(drawn_turns) - len(turns)
         think_time_s = think_rng.exponential(mean_think_time_s, size=len(turns) - 1)
         conversations.append(
             Conversation(
@@ -209,7 +238,15 @@ def build_workload(
                 think_time_s=tuple(float(t) for t in think_time_s),
             )
         )
-    return Workload(tuple(conversations), tuple(tenants), seed, description)
+    return Workload(
+        tuple(conversations),
+        tuple(tenants),
+        seed,
+        description,
+        max_context_tokens=max_context_tokens,
+        num_turns_dropped=num_turns_dropped,
+        configured_mean_turns=configured_mean_turns,
+    )
 
 
 def synthesize(
@@ -229,9 +266,14 @@ def synthesize(
     multi-round subset averages 5.5), capped at MAX_TURNS_PER_CONVERSATION, which trims the mean
     by under 1% at 5.5. Lengths: log-normal (FIRST_PROMPT_LENGTH, FOLLOW_UP_PROMPT_LENGTH,
     OUTPUT_LENGTH) with means times `length_scale`, so a CPU run can shrink them. Conversations
-    are then fitted to `max_context_tokens` (`fit_to_context`); when lengths are large against
-    the context, that ends long conversations early and the realised mean falls below
-    `mean_turns` (`Workload.summary()` reports the realised figures).
+    are then fitted to `max_context_tokens` (`fit_to_context`).
+
+    So the realised mean is not `mean_turns`, and the description calls the latter "configured":
+    a small sample of conversations scatters widely (the geometric's standard deviation is about
+    its mean: 16 conversations at seed 0 draw 4.31 turns on average), and when lengths are large
+    against the context the fit ends long conversations early (at length scale 0.2 and 640
+    tokens of context it keeps about 4.65 of 5.5; at 1.0 and 8192, about 5.4).
+    `Workload.summary()` reports the realised mean, the mean before the fit and the turns dropped.
     """
     if num_conversations < 1:
         raise WorkloadError(f"num_conversations must be >= 1, got {num_conversations}")
@@ -254,9 +296,10 @@ def synthesize(
             )
             for i in range(int(n))
         ]
-        all_turns.append(fit_to_context(turns, max_context_tokens))
+        all_turns.append(turns)
     description = (
-        f"synthetic ShareGPT-like: {num_conversations} conversations, mean {mean_turns} turns, "
+        f"synthetic ShareGPT-like: {num_conversations} conversations, turns per conversation "
+        f"geometric with configured mean {mean_turns:g}, "
         f"Poisson arrivals at {arrival_rate_per_s}/s, length scale {length_scale}, "
         f"think time mean {mean_think_time_s} s, max context {max_context_tokens} tokens"
     )
@@ -266,8 +309,10 @@ def synthesize(
         tenants=tenants,
         arrival_rate_per_s=arrival_rate_per_s,
         mean_think_time_s=mean_think_time_s,
+        max_context_tokens=max_context_tokens,
         seed=seed,
         description=description,
+        configured_mean_turns=mean_turns,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from fastswitch_bench.report import (
     write_report,
 )
 from fastswitch_bench.stats import BacklogInterval, ServiceEvent
+from fastswitch_bench.workload import TenantSpec, synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PERCENTILE_KEYS = {"p50", "p95", "p99", "p99.9"}
@@ -44,7 +47,7 @@ def _result(
         "service_events": events,
         "backlog": BACKLOG,
         "swap": swap,
-        "settings": {"mode": name, "block_size": 16},
+        "settings": {"mode": name, "block_size": 16, "policy": "trace"},
     }
     return ConfigResult(**{**fields, **overrides})
 
@@ -63,13 +66,13 @@ FASTSWITCH = _result(
 )
 
 
-def _write(tmp_path: Path, results=(BASELINE, FASTSWITCH)):
+def _write(tmp_path: Path, results=(BASELINE, FASTSWITCH), workload=None):
     return write_report(
         tmp_path / "out",
         results,
         command="fastswitch bench --quick --out out",
         machine={"cpu_model": "test cpu", "num_cpu_cores": 2},
-        workload={"description": "hand-built", "num_conversations": 2},
+        workload=workload or {"description": "hand-built", "num_conversations": 2},
     )
 
 
@@ -121,6 +124,7 @@ def test_plots_are_png_files(tmp_path) -> None:
     assert {p.name for p in files.plot_paths} == {
         "ttft_cdf.png",
         "tbt_cdf.png",
+        "switch_cost.png",
         "tenant_service.png",
         "swap_bandwidth.png",
     }
@@ -175,3 +179,97 @@ def test_machine_description_reads_cpu_and_memory_from_proc(tmp_path) -> None:
     json.dumps(machine)  # goes into report.json as is
     bare = machine_description(proc_dir=tmp_path / "absent")
     assert bare["cpu_model"] is None and bare["memory_bytes"] is None
+
+
+def test_percentiles_too_few_samples_support_are_flagged_in_json_and_markdown(tmp_path) -> None:
+    # 65 TTFTs, as in a --quick run: p99 needs 100 samples for one beyond it, p99.9 1,000.
+    small = {"ttft_ms": tuple(float(v) for v in range(1, 66))}
+    results = (
+        _result("baseline", latency_scale=2.0, duration_s=10.0, swap=BASELINE.swap, **small),
+        _result("fastswitch", latency_scale=1.0, duration_s=8.0, swap=FASTSWITCH.swap, **small),
+    )
+    files = _write(tmp_path, results)
+    report = json.loads(files.json_path.read_text())
+    ttft = report["configs"]["baseline"]["ttft_ms"]
+    assert ttft["num_samples"] == 65 and PERCENTILE_KEYS <= set(ttft)
+    assert ttft["unsupported_percentiles"] == ["p99", "p99.9"]
+    assert report["configs"]["baseline"]["tbt_ms"]["unsupported_percentiles"] == [
+        "p95",
+        "p99",
+        "p99.9",
+    ]
+    assert report["min_samples_by_percentile"] == {"p50": 2, "p95": 20, "p99": 100, "p99.9": 1000}
+    markdown = files.markdown_path.read_text()
+    p999_row = next(line for line in markdown.splitlines() if line.startswith("| TTFT p99.9"))
+    assert p999_row.count("(n=65: ~max)") == 2 and "x (~max)" in p999_row
+    p95_row = next(line for line in markdown.splitlines() if line.startswith("| TTFT p95"))
+    assert "~max" not in p95_row
+    assert "| TTFT samples | 65 | 65 |" in markdown
+    assert "p99.9: 1,000" in markdown  # the legend says what each percentile needs
+
+
+def test_a_large_sample_supports_every_percentile(tmp_path) -> None:
+    many = {"ttft_ms": tuple(float(v) for v in range(1000))}
+    results = (
+        _result("baseline", latency_scale=1.0, duration_s=10.0, swap=BASELINE.swap, **many),
+        _result("fastswitch", latency_scale=1.0, duration_s=8.0, swap=FASTSWITCH.swap, **many),
+    )
+    report = json.loads(_write(tmp_path, results).json_path.read_text())
+    assert report["configs"]["baseline"]["ttft_ms"]["unsupported_percentiles"] == []
+
+
+def test_fairness_is_labelled_by_policy_and_says_when_nobody_was_backlogged(tmp_path) -> None:
+    under_vtc = _result(
+        "fastswitch",
+        latency_scale=1.0,
+        duration_s=8.0,
+        swap=FASTSWITCH.swap,
+        backlog=(BacklogInterval("alice", 0.0, 8.0),),  # bob never waits alongside alice
+        settings={"mode": "fastswitch", "policy": "vtc"},
+    )
+    files = _write(tmp_path, (BASELINE, under_vtc))
+    configs = json.loads(files.json_path.read_text())["configs"]
+    trace, vtc = configs["baseline"]["fairness"], configs["fastswitch"]["fairness"]
+    assert (trace["policy"], trace["is_fairness_policy"]) == ("trace", False)
+    assert "service, not fairness" in trace["note"] and "8.0 s of 10.0 s (80%" in trace["note"]
+    assert (vtc["policy"], vtc["is_fairness_policy"]) == ("vtc", True)
+    assert vtc["backlogged"]["num_intervals"] == 0 and vtc["backlogged"]["jain_mean"] is None
+    assert "is a fairness policy" in vtc["note"] and "not measured" in vtc["note"]
+    markdown = files.markdown_path.read_text()
+    assert f"- baseline: {trace['note']}" in markdown
+    assert f"- fastswitch: {vtc['note']}" in markdown
+
+
+def test_markdown_states_the_measured_turns_and_labels_the_configured_mean(tmp_path) -> None:
+    # The --quick shape: 16 conversations fitted to 640 tokens of context.
+    workload = synthesize(
+        num_conversations=16,
+        arrival_rate_per_s=2.0,
+        tenants=(TenantSpec("alice", 1.0, 1.0), TenantSpec("bob", 2.0, 1.0)),
+        seed=0,
+        length_scale=0.2,
+        max_context_tokens=640,
+    ).summary()
+    measured = workload["mean_turns_per_conversation"]
+    assert measured < 5.0  # fewer than the configured 5.5, which is the point of the statement
+    markdown = _write(tmp_path, workload=workload).markdown_path.read_text()
+    assert f"measured mean {measured:.2f} ({workload['num_turns']} turns in 16 conversations)" in (
+        markdown
+    )
+    assert "configured mean 5.5 (the generator's target, not a measurement)" in markdown
+    assert f"the fit dropped {workload['num_turns_dropped_to_fit_context']} turns" in markdown
+    assert "mean 5.5 turns" not in markdown
+
+
+def test_importing_the_report_modules_loads_neither_matplotlib_nor_torch() -> None:
+    # What `fastswitch bench --help` imports must not pay for plotting or the model runtime.
+    code = (
+        "import sys\n"
+        "import fastswitch_bench.collect, fastswitch_bench.machine, fastswitch_bench.replay\n"
+        "import fastswitch_bench.report, fastswitch_bench.sharegpt, fastswitch_bench.workload\n"
+        "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -91,6 +91,10 @@ def test_long_conversations_are_fitted_to_the_context(tmp_path) -> None:
     }
     workload = _load(_write(tmp_path, [entry]), max_context_tokens=250)
     assert workload.conversations[0].turns == (Turn(100, 100),)
+    summary = workload.summary()
+    assert summary["num_turns_dropped_to_fit_context"] == 2
+    assert summary["mean_turns_before_context_fit"] == 3.0
+    assert "configured_mean_turns_per_conversation" not in summary  # recorded data: no target
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,10 @@ from fastswitch_bench.stats import (
     cdf,
     jain_index,
     merge_backlog,
+    min_samples_for_percentile,
     percentiles,
     summarize,
+    unsupported_percentiles,
 )
 
 
@@ -45,6 +47,22 @@ def test_summary_has_count_mean_extremes_and_percentiles() -> None:
     assert summary["num_samples"] == 3
     assert summary["mean"] == pytest.approx(3.0)
     assert (summary["min"], summary["max"], summary["p50"]) == (1.0, 6.0, 2.0)
+
+
+def test_a_percentile_needs_enough_samples_for_one_beyond_it() -> None:
+    assert [min_samples_for_percentile(q) for q in (0, 50, 95, 99, 99.9)] == [1, 2, 20, 100, 1000]
+    assert unsupported_percentiles(65) == ["p99", "p99.9"]
+    assert unsupported_percentiles(999) == ["p99.9"]
+    assert unsupported_percentiles(1000) == []
+    assert unsupported_percentiles(0) == ["p50", "p95", "p99", "p99.9"]
+    with pytest.raises(StatsError):
+        min_samples_for_percentile(100)
+
+
+def test_an_unsupported_percentile_lies_between_the_two_largest_samples() -> None:
+    values = np.random.default_rng(1).lognormal(size=999)
+    second_largest, largest = np.sort(values)[-2:]
+    assert second_largest <= percentiles(values)["p99.9"] <= largest
 
 
 def test_jain_index_is_one_for_equal_shares_and_one_over_n_when_one_takes_all() -> None:

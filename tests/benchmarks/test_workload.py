@@ -40,6 +40,39 @@ def test_turns_per_conversation_average_like_multi_round_sharegpt(large_workload
     )
 
 
+def test_summary_separates_measured_turns_from_the_configured_mean_and_the_context_cut() -> None:
+    # The --quick shape: lengths scaled by 0.2 against 640 tokens of context.
+    workload = synthesize(
+        num_conversations=400,
+        arrival_rate_per_s=1.0,
+        tenants=TENANTS,
+        seed=5,
+        length_scale=0.2,
+        max_context_tokens=640,
+    )
+    summary = workload.summary()
+    num_turns = sum(len(c.turns) for c in workload.conversations)
+    assert summary["mean_turns_per_conversation"] == pytest.approx(num_turns / 400)
+    assert summary["configured_mean_turns_per_conversation"] == 5.5
+    assert summary["max_context_tokens"] == 640
+    # The tight context ends long conversations: turns are dropped and the realised mean falls
+    # well below the configured one, while the draws themselves average about 5.5.
+    assert summary["num_turns_dropped_to_fit_context"] > 0
+    assert summary["mean_turns_before_context_fit"] == pytest.approx(
+        (num_turns + summary["num_turns_dropped_to_fit_context"]) / 400
+    )
+    assert summary["mean_turns_before_context_fit"] == pytest.approx(5.5, abs=0.6)
+    assert summary["mean_turns_per_conversation"] < summary["mean_turns_before_context_fit"] - 0.3
+    # The description names the configured mean as such, never as the workload's mean.
+    assert "configured mean 5.5" in workload.description
+    assert "mean 5.5 turns" not in workload.description
+
+
+def test_a_roomy_context_drops_no_turns(large_workload) -> None:
+    summary = large_workload.summary()
+    assert summary["num_turns_dropped_to_fit_context"] < 0.01 * summary["num_turns"]
+
+
 def test_arrivals_are_poisson_at_the_requested_rate(large_workload) -> None:
     arrivals_s = np.array([c.arrival_s for c in large_workload.conversations])
     gaps_s = np.diff(np.concatenate([[0.0], arrivals_s]))
