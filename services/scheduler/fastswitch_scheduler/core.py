@@ -29,7 +29,7 @@ from fastswitch_scheduler.priority_trace import PriorityTrace
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
 from fastswitch_scheduler.tenants import TenantRegistry, TenantState
-from fastswitch_scheduler.worker_events import apply_step_event
+from fastswitch_scheduler.worker_events import Finish, read_step_event
 from fastswitch_scheduler.worker_link import WorkerLink
 
 log = logging.getLogger("fastswitch.scheduler")
@@ -162,6 +162,9 @@ class SchedulerCore:
         self.finish(request, Failure(grpc.StatusCode.CANCELLED, "cancelled"))
 
     def finish(self, request: ClusterRequest, final: scheduler_pb2.GenerateResponse | Failure) -> None:
+        """Mutates: ends the request's stream with `final`; a finished request stays finished."""
+        if request.phase is Phase.FINISHED:
+            return
         request.mark_phase(Phase.FINISHED)
         self.requests.remove(request)
         self.trace.forget(request.trace_key)
@@ -191,7 +194,11 @@ class SchedulerCore:
         self.ready.set()
 
     def _on_event(self, link: WorkerLink, event: worker_pb2.StepEvent) -> None:
-        apply_step_event(self, link, event)
+        for outcome in read_step_event(event, link.worker_id, self.requests, self.tenants):
+            if isinstance(outcome, Finish):
+                self.finish(outcome.request, outcome.final)
+            else:
+                self.move_or_fail(outcome.request, outcome.reason)
 
     async def _on_lost(self, link: WorkerLink) -> None:
         """A worker disappeared: move its requests elsewhere (recomputing), or fail them."""
