@@ -84,15 +84,7 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
         first_prompt = prompt_of(1)
         sink: list = []
         answer = await stream(stack.stub, request(first_prompt, 10, conversation_id="chat-1"), "tok-a", sink)
-        kv_channel = transport.channel(stack.kvstore_address, stack.security)
-        kv = kvstore_pb2_grpc.KVStoreStub(kv_channel)
-        for _ in range(200):  # the worker publishes once the turn's KV is in host memory
-            try:
-                entry = (await kv.LookupKV(kvstore_pb2.LookupKVRequest(conversation_id="alice:chat-1"))).entry
-                break
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.02)
-        await kv_channel.close()
+        entry = await until_published(stack, "alice:chat-1")  # once the KV is in host memory
         # Load the holder's neighbour so "least loaded" alone would pick the other worker.
         second_prompt = first_prompt + answer + [5, 6, 7, 8]
         sink.clear()
@@ -103,12 +95,27 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
     assert final.usage.num_reused_prompt_tokens == len(first_prompt) + len(answer) - 1
 
 
+async def until_published(stack, conversation_id: str, within_s: float = 10.0) -> kvstore_pb2.KVEntry:
+    """Polls the kvstore until the worker has published the conversation's KV."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    async with transport.channel(stack.kvstore_address, stack.security) as channel:
+        kv = kvstore_pb2_grpc.KVStoreStub(channel)
+        while True:
+            try:
+                request = kvstore_pb2.LookupKVRequest(conversation_id=conversation_id)
+                return (await kv.LookupKV(request, timeout=2)).entry
+            except grpc.aio.AioRpcError:
+                assert loop.time() < deadline, f"{conversation_id} was never published"
+                await asyncio.sleep(0.02)
+
+
 async def test_another_tenant_cannot_reuse_a_conversation_by_naming_it(stack_factory) -> None:
     async with stack_factory() as stack:
         first_prompt = prompt_of(1)
         sink: list = []
         answer = await stream(stack.stub, request(first_prompt, 10, conversation_id="chat-1"), "tok-a", sink)
-        await asyncio.sleep(0.3)  # the turn's KV lands in host memory
+        await until_published(stack, "alice:chat-1")  # the turn's KV is in host memory
         sink.clear()
         await stream(stack.stub, request(first_prompt + answer + [5], 4, conversation_id="chat-1"),
                      "tok-b", sink)
@@ -150,11 +157,7 @@ async def test_kvstore_restart_keeps_the_index(stack_factory) -> None:
     async with stack_factory() as stack:
         sink: list = []
         await stream(stack.stub, request(prompt_of(2), 5, conversation_id="keep-me"), "tok-a", sink)
-        for _ in range(200):
-            if stack.workers[0].service.latest_stats.swap.num_swap_outs:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)  # the publish RPC follows the copy
+        await until_published(stack, "alice:keep-me")
         port = await stack.restart_kvstore()
         async with transport.channel(f"127.0.0.1:{port}", stack.security) as channel:
             entry = (await kvstore_pb2_grpc.KVStoreStub(channel).LookupKV(
