@@ -11,11 +11,12 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# Dependencies are declared in pyproject.toml (the `dev` extra: everything tests and the demo
+# need) and pinned for this machine in constraints.txt; a change to either reinstalls.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -24,8 +24,8 @@ import grpc
 
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from fastswitch_bench.machine import machine_description
-from fastswitch_cli.process_stack import process_stack
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_stack.process_stack import process_stack
 from fastswitch_worker.engine.config import EngineConfig
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = EngineConfig(model="tiny", block_size=16, kv_cache_bytes=16 << 20, host_kv_bytes=64 << 20,
                           max_num_seqs=64)
-    scheduler = SchedulerConfig(tick_ms=20, max_queued_requests=args.max_queued_requests,
+    scheduler = SchedulerConfig(max_queued_requests=args.max_queued_requests,
                                 max_queued_per_tenant=args.max_queued_per_tenant)
     with tempfile.TemporaryDirectory(prefix="fastswitch-fan-in-") as tmp, process_stack(
             engine=engine, scheduler=scheduler, log_dir=Path(tmp), num_workers=args.workers,

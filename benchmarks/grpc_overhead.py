@@ -19,8 +19,8 @@ import grpc
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from fastswitch_bench.machine import machine_description
 from fastswitch_bench.stats import percentiles
-from fastswitch_cli.process_stack import process_stack
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_stack.process_stack import process_stack
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
 from fastswitch_worker.engine.sequence import StopConditions
@@ -51,6 +51,8 @@ def in_process(engine_config: EngineConfig, num_requests: int, max_tokens: int) 
 async def over_grpc(engine_config: EngineConfig, num_requests: int, max_tokens: int,
                     log_dir: Path) -> list[float]:
     """The same requests through scheduler and worker processes, timed at the client."""
+    # Shorter than the default tick: what is measured is the token path, not how long a new
+    # request waits to be admitted.
     scheduler = SchedulerConfig(tick_ms=5)
     with process_stack(engine=engine_config, scheduler=scheduler, log_dir=log_dir,
                        log_level="warning") as stack:

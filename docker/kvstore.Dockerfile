@@ -9,17 +9,16 @@ ARG PIP_EXTRA_INDEX_URL
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install \
-      "grpcio==1.85.*" "grpcio-health-checking==1.85.*" "grpcio-reflection==1.85.*" \
-      "protobuf>=7.35.1,<8" "redis>=5,<9"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY lib lib
 COPY services services
 COPY operator operator
+COPY stack stack
 COPY cli cli
 COPY benchmarks benchmarks
-RUN pip install --no-deps .
+# The package with this image's extra: its dependencies are declared in pyproject.toml only.
+RUN pip install ".[kvstore]"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 fastswitch && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp fastswitch

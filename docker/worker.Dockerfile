@@ -2,33 +2,33 @@
 # A GPU worker: `fastswitch worker`, gRPC on 50061, torch on CUDA.
 # Build from the repository root: docker build -f docker/worker.Dockerfile -t IMAGE .
 # The torch wheel brings its own CUDA runtime; the base image brings the NVIDIA container
-# runtime's settings and the CUDA compatibility layer. Another CUDA build of torch:
-#   --build-arg PIP_EXTRA_INDEX_URL=<that wheel index>
+# runtime's settings and the CUDA compatibility layer. Another CUDA build of torch (same version,
+# constraints.txt's): --build-arg PIP_EXTRA_INDEX_URL=<that wheel index>
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
 
 FROM ${CUDA_IMAGE} AS build
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
-ARG TORCH_VERSION=2.13.0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install "torch==${TORCH_VERSION}"
-RUN pip install \
-      "grpcio==1.85.*" "grpcio-health-checking==1.85.*" "grpcio-reflection==1.85.*" \
-      "protobuf>=7.35.1,<8" "numpy>=1.26,<3" "safetensors>=0.4,<1" "tokenizers>=0.21,<1" \
-      "tqdm>=4.66,<5"
 WORKDIR /src
+# torch first, in a layer of its own (gigabytes), so a change of the sources does not fetch it
+# again; the version is constraints.txt's, the requirement pyproject.toml's worker extra.
+COPY constraints.txt ./
+RUN pip install -c constraints.txt torch
 COPY pyproject.toml README.md ./
 COPY lib lib
 COPY services services
 COPY operator operator
+COPY stack stack
 COPY cli cli
 COPY benchmarks benchmarks
-RUN pip install --no-deps .
+# The package with this image's extra: its dependencies are declared in pyproject.toml only.
+RUN pip install -c constraints.txt ".[worker]"
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

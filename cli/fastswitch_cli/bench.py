@@ -9,28 +9,25 @@ import asyncio
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from fastswitch import logs
-from fastswitch_bench.collect import SwapPoller, config_result
-from fastswitch_bench.machine import machine_description
-from fastswitch_bench.replay import replay, tenant_token
-from fastswitch_bench.report import summary_table, write_report
-from fastswitch_bench.sharegpt import load_sharegpt
-from fastswitch_bench.workload import TenantSpec, Workload, synthesize
-from fastswitch_cli.process_stack import process_stack
-from fastswitch_scheduler.config import POLICIES, SchedulerConfig
+from fastswitch import settings
+from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
-from fastswitch_worker.engine.loader import read_model_config
-from fastswitch_worker.engine.presets import PRESETS
 
-TENANTS = (TenantSpec("alpha", 1.0, 0.5), TenantSpec("beta", 1.0, 0.3), TenantSpec("gamma", 2.0, 0.2))
+# Imported in `run`, not here, so that `fastswitch bench --help` stays fast: torch, matplotlib
+# (the report's plots), numpy (the workload) and the stack.
+
+# (name, weight, share of the load)
+TENANTS = (("alpha", 1.0, 0.5), ("beta", 1.0, 0.3), ("gamma", 2.0, 0.2))
 MODES = (SwitchMode.BASELINE, SwitchMode.FASTSWITCH)
 COMPUTE_THREADS = max(1, (os.cpu_count() or 1) - 1)
+# The scheduler settings a run takes: the declaration's defaults but the policy's, which is
+# trace here because this benchmark reproduces the FastSwitch paper's evaluation (its
+# priority-change patterns; --policy vtc for the realistic fair mode).
+SCHEDULER_SETTINGS = ("policy", "tick_ms", "trace_pattern", "trace_update_probability")
+SCHEDULER_DEFAULTS = {"policy": "trace"}
 
 
 @dataclass(frozen=True)
@@ -54,35 +51,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="preset or checkpoint (default: bench-8b-kv on CUDA, bench-8b-kv-cpu on CPU)")
     parser.add_argument("--sharegpt", default="", help="ShareGPT JSON file to replay instead of synthetic")
-    parser.add_argument("--num-conversations", type=int, default=None)
-    parser.add_argument("--rate", type=float, default=None, help="conversation arrivals per second")
-    parser.add_argument("--policy", default="trace", choices=POLICIES)
-    parser.add_argument("--pattern", default="markov", choices=["random", "markov"])
-    parser.add_argument("--update-probability", type=float, default=0.04,
-                        help="per-tick priority change probability (trace policy)")
-    parser.add_argument("--tick-ms", type=float, default=20.0)
-    parser.add_argument("--kv-cache-bytes", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-conversations", type=int, default=None,
+                        help="conversations to replay (default: the scale's, 16 quick, 64 full)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="conversation arrivals per second (default: the scale's)")
+    parser.add_argument("--kv-cache-bytes", type=int, default=None,
+                        help="KV cache of each worker (default: the scale's, 96 MiB quick, "
+                             "192 MiB full)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the workload, the priority changes and the engines")
     parser.add_argument("--addr", action="append", default=[], metavar="MODE=HOST:PORT",
                         help="use running schedulers instead of local stacks "
                              "(give baseline=... and fastswitch=...)")
+    settings.add_arguments(parser, SchedulerConfig, only=SCHEDULER_SETTINGS,
+                           defaults=SCHEDULER_DEFAULTS)
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.configure("warning", service="bench")
-    scale = QUICK if args.quick else FULL
-    model = args.model or ("bench-8b-kv" if torch.cuda.is_available() else "bench-8b-kv-cpu")
-    vocab_size = (PRESETS[model] if model in PRESETS else read_model_config(model)).vocab_size
-    workload = _workload(args, scale)
+    try:
+        scheduler = settings.from_args(SchedulerConfig, args)
+    except ValueError as exc:
+        print(f"fastswitch bench: {exc}", file=sys.stderr)
+        return 2
     targets = dict(a.split("=", 1) for a in args.addr)
     if targets and set(targets) != {m.value for m in MODES}:
         print("--addr needs baseline=HOST:PORT and fastswitch=HOST:PORT", file=sys.stderr)
         return 2
+    import torch
+
+    from fastswitch import logs
+    from fastswitch_bench.machine import machine_description
+    from fastswitch_bench.report import summary_table, write_report
+    from fastswitch_bench.workload import TenantSpec
+    from fastswitch_worker.engine.loader import read_model_config
+    from fastswitch_worker.engine.presets import PRESETS
+
+    logs.configure("warning", service="bench")
+    scale = QUICK if args.quick else FULL
+    model = args.model or ("bench-8b-kv" if torch.cuda.is_available() else "bench-8b-kv-cpu")
+    vocab_size = (PRESETS[model] if model in PRESETS else read_model_config(model)).vocab_size
+    tenants = [TenantSpec(*tenant) for tenant in TENANTS]
+    workload = _workload(args, scale, tenants)
+    scheduler = replace(scheduler, model=model, trace_seed=args.seed)
     results = []
     for mode in MODES:
         print(f"== {mode.value}: {len(workload.conversations)} conversations", flush=True)
-        results.append(asyncio.run(_run_config(args, scale, model, vocab_size, workload, mode,
-                                               targets.get(mode.value))))
+        results.append(asyncio.run(_run_config(args, scale, scheduler, vocab_size, workload,
+                                               tenants, mode, targets.get(mode.value))))
     files = write_report(args.out, results, command=shlex.join(["fastswitch", *sys.argv[1:]]),
                          machine=machine_description(), workload=workload.summary())
     print(summary_table(results))
@@ -91,49 +106,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workload(args: argparse.Namespace, scale: Scale) -> Workload:
+def _workload(args: argparse.Namespace, scale: Scale, tenants: list):
+    from fastswitch_bench.sharegpt import load_sharegpt
+    from fastswitch_bench.workload import synthesize
+
     num_conversations = args.num_conversations or scale.num_conversations
     rate = args.rate or scale.arrival_rate_per_s
     if args.sharegpt:
-        return load_sharegpt(args.sharegpt, tenants=TENANTS, arrival_rate_per_s=rate,
+        return load_sharegpt(args.sharegpt, tenants=tenants, arrival_rate_per_s=rate,
                              seed=args.seed, max_conversations=num_conversations,
                              max_context_tokens=scale.max_context_tokens)
     return synthesize(num_conversations=num_conversations, arrival_rate_per_s=rate,
-                      tenants=TENANTS, seed=args.seed, length_scale=scale.length_scale,
+                      tenants=tenants, seed=args.seed, length_scale=scale.length_scale,
                       mean_think_time_s=scale.mean_think_time_s,
                       max_context_tokens=scale.max_context_tokens)
 
 
-async def _run_config(args, scale: Scale, model: str, vocab_size: int, workload: Workload,
-                      mode: SwitchMode, address: str | None):
+async def _run_config(args: argparse.Namespace, scale: Scale, scheduler: SchedulerConfig,
+                      vocab_size: int, workload, tenants: list, mode: SwitchMode,
+                      address: str | None):
+    from fastswitch_bench.replay import tenant_token
+    from fastswitch_stack.process_stack import process_stack
+
     # Both configurations compute with the same threads; FastSwitch's copy threads get the
     # core(s) left over, the baseline copies on its compute thread.
-    engine = EngineConfig(model=model, mode=mode, block_size=16,
+    engine = EngineConfig(model=scheduler.model, mode=mode, block_size=16,
                           kv_cache_bytes=args.kv_cache_bytes or scale.kv_cache_bytes,
                           host_kv_bytes=scale.host_kv_bytes, max_num_batched_tokens=256,
                           seed=args.seed, num_compute_threads=COMPUTE_THREADS)
-    scheduler = SchedulerConfig(model=model, policy=args.policy,
-                                tick_ms=args.tick_ms, trace_pattern=args.pattern,
-                                trace_update_probability=args.update_probability,
-                                trace_seed=args.seed)
-    settings = {"mode": mode.value, "model": model, "block_size": engine.block_size_for_mode,
-                "compute_threads": COMPUTE_THREADS,
-                "policy": args.policy, "kv_cache_bytes": engine.kv_cache_bytes,
-                "host_kv_bytes": engine.host_kv_bytes}
+    run_settings = {"mode": mode.value, "model": scheduler.model,
+                    "block_size": engine.block_size_for_mode, "compute_threads": COMPUTE_THREADS,
+                    "policy": scheduler.policy, "kv_cache_bytes": engine.kv_cache_bytes,
+                    "host_kv_bytes": engine.host_kv_bytes}
     if address is not None:
-        return await _measure(address, workload, vocab_size, args.seed, mode.value, settings)
-    tenants = {"tokens": {tenant_token(t.name): t.name for t in TENANTS},
-               "weights": {t.name: t.weight for t in TENANTS}, "admins": [TENANTS[0].name]}
+        return await _measure(address, workload, tenants, vocab_size, args.seed, mode.value,
+                              run_settings)
+    tenants_file = {"tokens": {tenant_token(t.name): t.name for t in tenants},
+                    "weights": {t.name: t.weight for t in tenants}, "admins": [tenants[0].name]}
     log_dir = Path(args.out) / "logs" / mode.value
-    with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir, tenants=tenants,
+    with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir, tenants=tenants_file,
                        redis_url=os.environ.get("REDIS_URL"), log_level="warning") as stack:
-        return await _measure(stack.scheduler_address, workload, vocab_size, args.seed,
-                              mode.value, settings)
+        return await _measure(stack.scheduler_address, workload, tenants, vocab_size, args.seed,
+                              mode.value, run_settings)
 
 
-async def _measure(address: str, workload: Workload, vocab_size: int, seed: int, name: str,
-                   settings: dict):
-    poller = SwapPoller(address, TENANTS[0].name)
+async def _measure(address: str, workload, tenants: list, vocab_size: int, seed: int, name: str,
+                   run_settings: dict):
+    from tqdm import tqdm
+
+    from fastswitch_bench.collect import SwapPoller, config_result
+    from fastswitch_bench.replay import replay
+
+    poller = SwapPoller(address, tenants[0].name)
     stop = asyncio.Event()
     polling = asyncio.create_task(poller.run(stop))
     total_turns = sum(len(c.turns) for c in workload.conversations)
@@ -142,6 +166,6 @@ async def _measure(address: str, workload: Workload, vocab_size: int, seed: int,
                            on_turn_done=lambda: progress.update(1))
     stop.set()
     await polling
-    return config_result(name, log, weights={t.name: t.weight for t in TENANTS},
+    return config_result(name, log, weights={t.name: t.weight for t in tenants},
                          swaps=poller.latest, bandwidth=poller.bandwidth_gb_per_s(),
-                         settings=settings)
+                         settings=run_settings)

@@ -8,13 +8,15 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 
-from fastswitch import transport
+from fastswitch import settings, transport
 from fastswitch.tokenizer import IncrementalDetokenizer
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+from fastswitch_worker.engine.config import EngineConfig
 
 FINISH_NAMES = {common_pb2.FINISH_REASON_STOP: "stop", common_pb2.FINISH_REASON_LENGTH: "length",
                 common_pb2.FINISH_REASON_ABORTED: "aborted"}
@@ -34,9 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--addr", help="scheduler HOST:PORT")
     target.add_argument("--local", action="store_true", help="run the engine in this process")
-    parser.add_argument("--model", default="tiny", help="with --local: checkpoint dir or preset")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
+    # With --local: the engine's own settings.
+    settings.add_arguments(parser, EngineConfig, only=("model", "device", "dtype"))
     parser.add_argument("--tenant-token", "--token", dest="token", default="",
                         help="bearer token identifying the tenant to the scheduler")
     parser.add_argument("--tls", action="store_true",
@@ -111,12 +112,10 @@ def _channel(args: argparse.Namespace) -> grpc.Channel:
 
 
 def _local(args: argparse.Namespace) -> Iterator[tuple[list[int], str, str | None]]:
-    from fastswitch_worker.engine.config import EngineConfig
     from fastswitch_worker.engine.engine import Engine
     from fastswitch_worker.engine.sequence import SamplingParams, StopConditions
 
-    engine = Engine(EngineConfig(model=args.model, device=args.device, dtype=args.dtype,
-                                 seed=args.seed or 0))
+    engine = Engine(replace(settings.from_args(EngineConfig, args), seed=args.seed or 0))
     try:
         prompt = engine.tokenizer.encode(args.prompt)
         engine.add_request("local", prompt, sampling=SamplingParams(

@@ -1,8 +1,4 @@
-"""`fastswitch` entry point: one subcommand per job, each implemented in its own module.
-
-Subcommands register themselves here by module path; a subcommand whose capability is not
-built yet prints what is missing and exits with status 2 instead of pretending.
-"""
+"""`fastswitch` entry point: one subcommand per job, each implemented in its own module."""
 
 from __future__ import annotations
 
@@ -21,47 +17,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kvstore": ("fastswitch_cli.kvstore", "run the kvstore service"),
 }
 
-NOT_BUILT_EXIT_CODE = 2
-
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """Only the chosen subcommand's module is imported: a slim image (scheduler, kvstore)
-    runs its own subcommand without torch, and `--help` stays fast."""
+    runs its own subcommand without torch, and `--help` stays fast. Each module imports what
+    only running needs (torch, matplotlib) inside its `run`."""
     parser = argparse.ArgumentParser(prog="fastswitch", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name != chosen:
-            continue
-        module = _load(module_name)
-        if module is None:
-            sub_parser.set_defaults(run=_not_built(name))
-            sub_parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        else:
+        if name == chosen:
+            module = importlib.import_module(module_name)
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(run=module.run)
     return parser
-
-
-def _load(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-
-
-def _not_built(name: str):
-    def run(_args: argparse.Namespace) -> int:
-        print(
-            f"fastswitch {name}: not built yet in this version of FastSwitch "
-            "(see the README's status table).",
-            file=sys.stderr,
-        )
-        return NOT_BUILT_EXIT_CODE
-
-    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

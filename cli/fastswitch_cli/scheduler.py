@@ -1,4 +1,5 @@
-"""`fastswitch scheduler`: the client-facing scheduler service."""
+"""`fastswitch scheduler`: the client-facing scheduler service. Its flags are SchedulerConfig's
+settings (fastswitch_scheduler/config.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,22 @@ import argparse
 import asyncio
 import sys
 
-from fastswitch import logs
-from fastswitch_scheduler import config as scheduler_config
-from fastswitch_scheduler.server import serve
+from fastswitch import logs, settings
+from fastswitch_scheduler.config import SchedulerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    scheduler_config.add_arguments(parser)
+    settings.add_arguments(parser, SchedulerConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = scheduler_config.from_args(args)
+        config = settings.from_args(SchedulerConfig, args)
     except ValueError as exc:  # invalid settings, TLS files or token file
         print(f"fastswitch scheduler: {exc}", file=sys.stderr)
         return 2
+    from fastswitch_scheduler.server import serve  # here: `--help` needs none of it
+
     logs.configure(config.log_level, service="scheduler")
     asyncio.run(serve(config))
     return 0

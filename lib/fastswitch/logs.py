@@ -6,7 +6,11 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
+from fastswitch.settings import setting
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
 
@@ -36,3 +40,8 @@ def configure(level: str = "info", *, service: str) -> logging.Logger:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     return logging.getLogger(f"fastswitch.{service}")
+
+
+def level_setting() -> Any:
+    """The `log_level` field every service's config declares (FASTSWITCH_LOG_LEVEL)."""
+    return setting("info", choices=LEVELS, parse=str.lower, help="log level")

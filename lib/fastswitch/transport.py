@@ -9,17 +9,17 @@ Kubernetes probes cannot send metadata. The scheduler's public port authenticate
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import ipaddress
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from fastswitch.settings import setting
 
 log = logging.getLogger("fastswitch.transport")
 
@@ -38,6 +38,11 @@ CLIENT_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # A peer that comes back (a restarted worker) is reached within a couple of seconds, not
+    # after gRPC's default backoff of up to two minutes; and a new channel does not inherit the
+    # backoff of an earlier channel's shared subchannel.
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.use_local_subchannel_pool", 1),
 )
 SERVER_OPTIONS = (
     # A port in use is an error, not a silent share of its traffic with another process.
@@ -62,23 +67,32 @@ class TransportConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TransportSecurity:
-    """TLS files and the cluster credential of one process (server side and client side)."""
+    """Transport security: TLS files and the cluster credential of one process (its server
+    side and its client side)."""
 
-    tls_cert_file: str = ""  # this process's certificate (PEM): serves TLS; client cert for mTLS
-    tls_key_file: str = ""
-    tls_client_ca_file: str = ""  # servers: require client certificates signed by this CA (mTLS)
-    tls_ca_file: str = ""  # clients: verify servers against this CA; set => outgoing TLS
-    cluster_token: str = ""  # shared credential of the cluster's own components
+    tls_cert: str = setting("", metavar="PEM", help=(
+        "serve TLS with this certificate chain (PEM file); also the client certificate of "
+        "mTLS calls"))
+    tls_key: str = setting("", metavar="PEM", help="private key (PEM file) of --tls-cert")
+    tls_client_ca: str = setting("", metavar="PEM", help=(
+        "require client certificates signed by this CA (PEM file), i.e. mTLS"))
+    tls_ca: str = setting("", metavar="PEM", help=(
+        "call the other services over TLS, verifying them against this CA (PEM file)"))
+    # Never on a command line (other local users can read those): in the environment, or in
+    # a file named by --cluster-token-file.
+    cluster_token: str = setting("", flag="", env=CLUSTER_TOKEN_ENV, secret=True, from_file=True,
+                                 help="the cluster's shared credential, which workers and the "
+                                      "kvstore ask of every caller")
 
     def __post_init__(self) -> None:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+        if bool(self.tls_cert) != bool(self.tls_key):
             raise TransportConfigError("--tls-cert and --tls-key go together")
-        if self.tls_client_ca_file and not self.tls_cert_file:
+        if self.tls_client_ca and not self.tls_cert:
             raise TransportConfigError("--tls-client-ca needs --tls-cert/--tls-key (mTLS is TLS)")
-        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "tls_ca_file"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "tls_ca"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
-                raise TransportConfigError(f"{name.removesuffix('_file')}: no such file {path!r}")
+                raise TransportConfigError(f"{name}: no such file {path!r}")
         if self.cluster_token and (len(self.cluster_token) < MIN_CLUSTER_TOKEN_CHARS
                                    or not self.cluster_token.isprintable()
                                    or " " in self.cluster_token):
@@ -88,56 +102,11 @@ class TransportSecurity:
 
     @property
     def serves_tls(self) -> bool:
-        return bool(self.tls_cert_file)
+        return bool(self.tls_cert)
 
     @property
     def calls_tls(self) -> bool:
-        return bool(self.tls_ca_file)
-
-
-# ---- configuration: declared once for every service --------------------------------------
-def add_arguments(parser: argparse.ArgumentParser, *, environ: Mapping[str, str] | None = None) -> None:
-    """The TLS and credential flags every service takes; each reads a FASTSWITCH_* variable."""
-    env = (os.environ if environ is None else environ).get
-    group = parser.add_argument_group("transport security")
-    group.add_argument("--tls-cert", default=env("FASTSWITCH_TLS_CERT", ""), metavar="PEM",
-                       help="serve TLS with this certificate chain; also the client certificate "
-                            "for mTLS calls (env FASTSWITCH_TLS_CERT)")
-    group.add_argument("--tls-key", default=env("FASTSWITCH_TLS_KEY", ""), metavar="PEM",
-                       help="private key of --tls-cert (env FASTSWITCH_TLS_KEY)")
-    group.add_argument("--tls-client-ca", default=env("FASTSWITCH_TLS_CLIENT_CA", ""), metavar="PEM",
-                       help="require client certificates signed by this CA, i.e. mTLS "
-                            "(env FASTSWITCH_TLS_CLIENT_CA)")
-    group.add_argument("--tls-ca", default=env("FASTSWITCH_TLS_CA", ""), metavar="PEM",
-                       help="call other services over TLS, verifying them against this CA "
-                            "(env FASTSWITCH_TLS_CA)")
-    group.add_argument("--cluster-token-file", default=env("FASTSWITCH_CLUSTER_TOKEN_FILE", ""),
-                       metavar="FILE",
-                       help="the cluster's shared credential: workers and the kvstore accept only "
-                            f"callers presenting it (env FASTSWITCH_CLUSTER_TOKEN_FILE, or the "
-                            f"token itself in {CLUSTER_TOKEN_ENV})")
-
-
-def from_args(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None) -> TransportSecurity:
-    """Raises TransportConfigError for incomplete TLS settings or an unreadable token file."""
-    environ = os.environ if environ is None else environ
-    token = environ.get(CLUSTER_TOKEN_ENV, "").strip()
-    if args.cluster_token_file:
-        try:
-            token = Path(args.cluster_token_file).read_text().strip()
-        except OSError as exc:
-            raise TransportConfigError(f"cannot read --cluster-token-file: {exc}") from exc
-    return TransportSecurity(tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
-                             tls_client_ca_file=args.tls_client_ca, tls_ca_file=args.tls_ca,
-                             cluster_token=token)
-
-
-def to_args(security: TransportSecurity) -> list[str]:
-    """Flags that reproduce `security` for a child process, except the token (pass it in the
-    environment, never on a command line other users can read)."""
-    pairs = (("--tls-cert", security.tls_cert_file), ("--tls-key", security.tls_key_file),
-             ("--tls-client-ca", security.tls_client_ca_file), ("--tls-ca", security.tls_ca_file))
-    return [item for flag, value in pairs if value for item in (flag, value)]
+        return bool(self.tls_ca)
 
 
 # ---- servers ---------------------------------------------------------------------------------
@@ -168,15 +137,15 @@ def bind(server: grpc.aio.Server, address: str, security: TransportSecurity) -> 
 
 
 def server_credentials(security: TransportSecurity) -> grpc.ServerCredentials:
-    pair = (_read(security.tls_key_file), _read(security.tls_cert_file))
-    client_ca = _read(security.tls_client_ca_file) if security.tls_client_ca_file else None
+    pair = (_read(security.tls_key), _read(security.tls_cert))
+    client_ca = _read(security.tls_client_ca) if security.tls_client_ca else None
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca,
                                        require_client_auth=client_ca is not None)
 
 
 # ---- clients ---------------------------------------------------------------------------------
 def channel(address: str, security: TransportSecurity, *, server_name: str = "") -> grpc.aio.Channel:
-    """An asyncio channel to another component: TLS when `tls_ca_file` is set, the cluster
+    """An asyncio channel to another component: TLS when `tls_ca` is set, the cluster
     credential on every call when there is one, keepalives so a dead peer is noticed.
     `server_name`: the name the server's certificate must carry when `address` is an IP that
     was resolved from it (a pod behind a headless Service)."""
@@ -198,9 +167,9 @@ def sync_channel(address: str, security: TransportSecurity) -> grpc.Channel:
 
 
 def channel_credentials(security: TransportSecurity) -> grpc.ChannelCredentials:
-    key = _read(security.tls_key_file) if security.tls_key_file else None
-    cert = _read(security.tls_cert_file) if security.tls_cert_file else None
-    return grpc.ssl_channel_credentials(root_certificates=_read(security.tls_ca_file),
+    key = _read(security.tls_key) if security.tls_key else None
+    cert = _read(security.tls_cert) if security.tls_cert else None
+    return grpc.ssl_channel_credentials(root_certificates=_read(security.tls_ca),
                                         private_key=key, certificate_chain=cert)
 
 

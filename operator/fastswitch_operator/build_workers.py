@@ -49,8 +49,8 @@ def worker_args(cluster: ClusterSpec) -> list[str]:
         f"--advertise-address=$({POD_NAME_ENV}).{service}:{names.WORKER_PORT}",
         f"--mode={workers.mode}",
         f"--block-size={workers.block_size}",
-        f"--kv-memory-fraction={workers.kv_memory_fraction:g}",
-        f"--host-swap-bytes={workers.host_swap_bytes}",
+        f"--gpu-memory-fraction={workers.kv_memory_fraction:g}",
+        f"--host-kv-bytes={workers.host_swap_bytes}",
         f"--drain-timeout-s={workers.drain_timeout_seconds}",
     ]
     if model.dtype is not None:

@@ -201,7 +201,8 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
         # One scheduler owns the workers' sessions: a second would take them over.
         replicas=scheduler.get("replicas", "integer", 1, low=1, high=1),
         policy=policy,
-        tick_ms=scheduler.get("tickMs", "integer", 10, low=1, high=60000),
+        # The scheduler's own default (fastswitch_scheduler.config.DEFAULT_TICK_MS says why).
+        tick_ms=scheduler.get("tickMs", "integer", 20, low=1, high=60000),
         policy_params=params,
         tenants_secret=parse_secret_key(scheduler, "tenantsSecret", "tenants.json"),
         service_type=scheduler.get("serviceType", "string", "ClusterIP", choices=SERVICE_TYPES),

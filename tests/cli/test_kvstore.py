@@ -17,17 +17,22 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fastswitch import transport
+from fastswitch import settings, transport
 from fastswitch.v1 import kvstore_pb2, kvstore_pb2_grpc
 from fastswitch_cli import kvstore as kvstore_cli
+from fastswitch_kvstore.config import REDIS_URL_ENVS, KVStoreConfig
 
 CLUSTER_TOKEN = "cli-kvstore-test-cluster-token"
 
 
-def parse(*argv: str, environ: dict[str, str] | None = None) -> argparse.Namespace:
+def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    kvstore_cli.add_arguments(parser, environ=environ or {})
+    kvstore_cli.add_arguments(parser)
     return parser.parse_args(argv)
+
+
+def config(*argv: str, environ: dict[str, str] | None = None) -> KVStoreConfig:
+    return settings.from_args(KVStoreConfig, parse(*argv), environ or {})
 
 
 def free_port() -> int:
@@ -65,32 +70,30 @@ def test_every_flag_reads_its_environment_variable() -> None:
         "FASTSWITCH_REDIS_URL": "redis://fastswitch-env:1/0",
         "FASTSWITCH_CLUSTER_TOKEN": CLUSTER_TOKEN,
     }
-    config = kvstore_cli.config_from_args(parse(environ=environ), environ)
-    assert config.listen_address == "127.0.0.1:6000"
-    assert config.key_prefix == "cluster-b"
-    assert config.log_level == "warning"
-    assert config.redis_url == "redis://fastswitch-env:1/0"
-    assert config.security.cluster_token == CLUSTER_TOKEN
-    flagged = parse("--listen", "127.0.0.1:7000", "--key-prefix", "flag", "--log-level",
-                    "debug", environ=environ)
-    config = kvstore_cli.config_from_args(flagged, environ)
-    assert (config.listen_address, config.key_prefix, config.log_level) == (
+    from_env = config(environ=environ)
+    assert from_env.listen == "127.0.0.1:6000"
+    assert from_env.key_prefix == "cluster-b"
+    assert from_env.log_level == "warning"
+    assert from_env.redis_url == "redis://fastswitch-env:1/0"
+    assert from_env.security.cluster_token == CLUSTER_TOKEN
+    flagged = config("--listen", "127.0.0.1:7000", "--key-prefix", "flag", "--log-level",
+                     "debug", environ=environ)
+    assert (flagged.listen, flagged.key_prefix, flagged.log_level) == (
         "127.0.0.1:7000", "flag", "debug")
 
 
 def test_redis_url_comes_from_the_flag_then_the_env_then_embedded() -> None:
     both = {"FASTSWITCH_REDIS_URL": "redis://ours:1/0", "REDIS_URL": "redis://from-env:6379/0"}
-    flagged = parse("--redis-url", "redis://flag:1/0", environ=both)
-    assert kvstore_cli.config_from_args(flagged, both).redis_url == "redis://flag:1/0"
-    assert kvstore_cli.config_from_args(parse(environ=both), both).redis_url == "redis://ours:1/0"
+    assert config("--redis-url", "redis://flag:1/0", environ=both).redis_url == "redis://flag:1/0"
+    assert config(environ=both).redis_url == "redis://ours:1/0"
     env = {"REDIS_URL": "redis://from-env:6379/0"}
-    assert kvstore_cli.config_from_args(parse(environ=env), env).redis_url == env["REDIS_URL"]
-    assert kvstore_cli.config_from_args(parse(), {}).redis_url is None
+    assert config(environ=env).redis_url == env["REDIS_URL"]
+    assert config().redis_url is None
 
 
 def test_invalid_flag_value_fails_without_starting(capsys) -> None:
     assert kvstore_cli.run(parse("--listen", "nonsense")) == 2
-    assert "listen_address" in capsys.readouterr().err
+    assert "listen" in capsys.readouterr().err
 
 
 def test_a_redis_password_is_never_echoed(capsys) -> None:
@@ -98,8 +101,7 @@ def test_a_redis_password_is_never_echoed(capsys) -> None:
     err = capsys.readouterr().err
     assert "redis_url" in err
     assert "s3cret-pw" not in err
-    assert "s3cret-pw" not in repr(kvstore_cli.config_from_args(
-        parse("--redis-url", "redis://:s3cret-pw@host:1/0"), {}))
+    assert "s3cret-pw" not in repr(config("--redis-url", "redis://:s3cret-pw@host:1/0"))
 
 
 def health_status(address: str) -> int | None:
@@ -188,7 +190,7 @@ def is_gone(pid: int, starttime: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_sigkilled_kvstore_takes_its_embedded_redis_with_it() -> None:
     environ = {key: value for key, value in os.environ.items()
-               if key not in kvstore_cli.REDIS_URL_ENVS}  # no Redis given: embedded
+               if key not in REDIS_URL_ENVS}  # no Redis given: embedded
     environ["FASTSWITCH_CLUSTER_TOKEN"] = CLUSTER_TOKEN
     process, address = start_kvstore(environ=environ)
     redis_children = {}

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fastswitch import grpc_server, transport
+from fastswitch import grpc_server, settings, transport
 from fastswitch.v1 import common_pb2
 
 TOKEN = "t" * 32
@@ -133,18 +133,18 @@ async def test_internal_port_without_a_configured_token_refuses_everyone():
 
 async def test_tls_handshake_and_mutual_tls(tls_files):
     server_side = transport.TransportSecurity(
-        tls_cert_file=str(tls_files.server_cert), tls_key_file=str(tls_files.server_key),
-        tls_client_ca_file=str(tls_files.ca))
+        tls_cert=str(tls_files.server_cert), tls_key=str(tls_files.server_key),
+        tls_client_ca=str(tls_files.ca))
     server, port = await _start(server_side, require_cluster_token=False)
     address = f"localhost:{port}"
     try:
         with_client_cert = transport.TransportSecurity(
-            tls_ca_file=str(tls_files.ca), tls_cert_file=str(tls_files.client_cert),
-            tls_key_file=str(tls_files.client_key))
+            tls_ca=str(tls_files.ca), tls_cert=str(tls_files.client_cert),
+            tls_key=str(tls_files.client_key))
         async with transport.channel(address, with_client_cert) as channel:
             reply = await _typed(channel, "unary_unary", "Unary")(Usage(num_prompt_tokens=1), timeout=10)
             assert reply.num_prompt_tokens == 2
-        without_client_cert = transport.TransportSecurity(tls_ca_file=str(tls_files.ca))
+        without_client_cert = transport.TransportSecurity(tls_ca=str(tls_files.ca))
         async with transport.channel(address, without_client_cert) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await _typed(channel, "unary_unary", "Unary")(Usage(), timeout=10)
@@ -158,10 +158,10 @@ async def test_tls_handshake_and_mutual_tls(tls_files):
 
 async def test_a_pod_dialled_by_ip_is_verified_by_its_service_name(tls_files):
     """The scheduler dials worker pods by IP; their certificate names the Service."""
-    server_side = transport.TransportSecurity(tls_cert_file=str(tls_files.service_cert),
-                                              tls_key_file=str(tls_files.service_key))
+    server_side = transport.TransportSecurity(tls_cert=str(tls_files.service_cert),
+                                              tls_key=str(tls_files.service_key))
     server, port = await _start(server_side, require_cluster_token=False)
-    client_side = transport.TransportSecurity(tls_ca_file=str(tls_files.ca))
+    client_side = transport.TransportSecurity(tls_ca=str(tls_files.ca))
     try:
         async with transport.channel(f"127.0.0.1:{port}", client_side,
                                      server_name="fastswitch-workers.test.svc") as channel:
@@ -206,26 +206,43 @@ async def test_a_port_in_use_is_an_error():
         await second.stop(0)
 
 
-def test_flags_and_environment_fill_the_settings(tmp_path, tls_files):
+def security_from(argv: list[str], environ: dict[str, str]) -> transport.TransportSecurity:
     parser = argparse.ArgumentParser()
-    transport.add_arguments(parser, environ={"FASTSWITCH_TLS_CA": str(tls_files.ca)})
+    settings.add_arguments(parser, transport.TransportSecurity)
+    return settings.from_args(transport.TransportSecurity, parser.parse_args(argv), environ)
+
+
+def test_flags_and_environment_fill_the_settings(tmp_path, tls_files):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    args = parser.parse_args(["--cluster-token-file", str(token_file)])
-    security = transport.from_args(args, environ={})
-    assert security.cluster_token == TOKEN and security.tls_ca_file == str(tls_files.ca)
-    assert transport.from_args(parser.parse_args([]), environ={
-        transport.CLUSTER_TOKEN_ENV: TOKEN}).cluster_token == TOKEN
-    assert transport.to_args(security) == ["--tls-ca", str(tls_files.ca)]
+    security = security_from(["--cluster-token-file", str(token_file)],
+                             {"FASTSWITCH_TLS_CA": str(tls_files.ca)})
+    assert security.cluster_token == TOKEN and security.tls_ca == str(tls_files.ca)
+    assert security_from([], {transport.CLUSTER_TOKEN_ENV: TOKEN}).cluster_token == TOKEN
+    assert security_from([], {"FASTSWITCH_CLUSTER_TOKEN_FILE": str(token_file)}
+                         ).cluster_token == TOKEN
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(tls_cert_file="x.pem"), "go together"),
-    (dict(tls_client_ca_file="ca.pem"), "needs --tls-cert"),
-    (dict(tls_ca_file="/no/such/ca.pem"), "no such file"),
+def test_the_cluster_token_never_goes_on_a_command_line(tls_files):
+    security = transport.TransportSecurity(tls_ca=str(tls_files.ca), cluster_token=TOKEN)
+    assert settings.to_args(security) == [f"--tls-ca={tls_files.ca}"]
+    assert settings.to_env(security) == {transport.CLUSTER_TOKEN_ENV: TOKEN}
+    assert TOKEN not in repr(security)
+    assert security_from(settings.to_args(security), settings.to_env(security)) == security
+
+
+def test_an_unreadable_token_file_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot read --cluster-token-file"):
+        security_from(["--cluster-token-file", str(tmp_path / "missing")], {})
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(tls_cert="x.pem"), "go together"),
+    (dict(tls_client_ca="ca.pem"), "needs --tls-cert"),
+    (dict(tls_ca="/no/such/ca.pem"), "no such file"),
     (dict(cluster_token="short"), "at least 16"),
     (dict(cluster_token="a token with spaces in it"), "without spaces"),
 ])
-def test_incomplete_settings_are_refused(settings, message):
+def test_incomplete_settings_are_refused(values, message):
     with pytest.raises(transport.TransportConfigError, match=message):
-        transport.TransportSecurity(**settings)
+        transport.TransportSecurity(**values)

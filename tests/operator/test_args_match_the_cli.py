@@ -1,15 +1,20 @@
-"""The flags the operator writes into pods are flags the `fastswitch` command accepts, so a
-renamed CLI option fails here rather than in a crash-looping pod."""
+"""The flags the operator writes into pods are flags the `fastswitch` command accepts, and they
+set the settings they are meant to, so a renamed CLI option fails here rather than in a
+crash-looping pod."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
+from fastswitch import settings
 from fastswitch_cli.main import build_parser
+from fastswitch_kvstore.config import KVStoreConfig
+from fastswitch_operator.build_config import config_data
 from fastswitch_operator.children import build_children
 from fastswitch_operator.spec import Images, parse_spec
+from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_worker.engine.config import EngineConfig, SwitchMode
+from fastswitch_worker.service.config import WorkerConfig
 
 IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 SPECS = [
@@ -45,21 +50,56 @@ def test_every_service_container_parses_with_the_real_cli(spec: dict) -> None:
         assert args.command == container["args"][0]
 
 
-def parsed(spec: dict) -> dict[str, argparse.Namespace]:
+CONFIGS = {"worker": WorkerConfig, "scheduler": SchedulerConfig, "kvstore": KVStoreConfig}
+
+
+def parsed(spec: dict) -> dict[str, dict]:
+    """{command: the settings its container's flags set, as the CLI reads them}."""
     containers = fastswitch_containers(build_children(parse_spec("demo", "ns", spec, IMAGES)))
-    return {c["args"][0]: build_parser(c["args"][0]).parse_args(c["args"]) for c in containers}
+    return {c["args"][0]: settings.resolve(CONFIGS[c["args"][0]],
+                                           build_parser(c["args"][0]).parse_args(c["args"]), {})
+            for c in containers}
 
 
 def test_queue_caps_reach_the_scheduler_as_the_cli_reads_them():
     scheduler = parsed(SPECS[3])["scheduler"]
-    assert (scheduler.max_queued_requests, scheduler.max_queued_per_tenant,
-            scheduler.unroutable_timeout_s) == (64, 8, 2.5)
+    assert (scheduler["max_queued_requests"], scheduler["max_queued_per_tenant"],
+            scheduler["unroutable_timeout_s"]) == (64, 8, 2.5)
+
+
+def test_worker_settings_reach_the_worker_as_the_cli_reads_them():
+    worker = parsed(SPECS[1])["worker"]
+    assert (worker["mode"], worker["block_size"], worker["host_kv_bytes"],
+            worker["drain_timeout_s"], worker["dtype"]) == (
+        SwitchMode.BASELINE, 8, 2 * 2**30, 5, "bfloat16")
+    assert parsed(SPECS[0])["worker"]["gpu_memory_fraction"] == 0.85
 
 
 def test_every_service_gets_the_tls_files_and_mutual_tls_asks_for_client_certificates():
     for spec, mutual in ((SPECS[3], False), (SPECS[4], True)):
-        for command, args in parsed(spec).items():
-            assert (args.tls_cert, args.tls_key, args.tls_ca) == (
+        for command, values in parsed(spec).items():
+            assert (values["tls_cert"], values["tls_key"], values["tls_ca"]) == (
                 "/etc/fastswitch/tls/tls.crt", "/etc/fastswitch/tls/tls.key",
                 "/etc/fastswitch/tls/ca.crt"), command
-            assert args.tls_client_ca == ("/etc/fastswitch/tls/ca.crt" if mutual else ""), command
+            assert values.get("tls_client_ca") == (
+                "/etc/fastswitch/tls/ca.crt" if mutual else None), command
+
+
+def test_the_shared_configmap_holds_variables_the_services_read():
+    cluster = parse_spec("demo", "ns", SPECS[0], IMAGES)
+    read = settings.env_names(WorkerConfig) & settings.env_names(SchedulerConfig)
+    assert set(config_data(cluster)) - {"HF_HUB_OFFLINE"} <= read
+
+
+def test_the_crd_defaults_are_the_services_defaults():
+    """A spec that leaves a setting out gets what `fastswitch scheduler|worker` would use."""
+    cluster = parse_spec("demo", "ns", SPECS[0], IMAGES)
+    scheduler, engine = SchedulerConfig(), EngineConfig()
+    assert (cluster.scheduler.policy, cluster.scheduler.tick_ms,
+            cluster.scheduler.max_queued_requests, cluster.scheduler.max_queued_per_tenant,
+            cluster.scheduler.unroutable_timeout_seconds) == (
+        scheduler.policy, scheduler.tick_ms, scheduler.max_queued_requests,
+        scheduler.max_queued_per_tenant, scheduler.unroutable_timeout_s)
+    assert (cluster.workers.block_size, cluster.workers.kv_memory_fraction,
+            cluster.workers.mode) == (engine.block_size, engine.gpu_memory_fraction,
+                                      engine.mode.value)

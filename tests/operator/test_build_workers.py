@@ -37,8 +37,8 @@ def test_worker_flags_come_from_the_spec():
         "--advertise-address=$(FASTSWITCH_POD_NAME).demo-workers.team-a.svc:50061",
         "--mode=baseline",
         "--block-size=8",
-        "--kv-memory-fraction=0.75",
-        f"--host-swap-bytes={2**30}",
+        "--gpu-memory-fraction=0.75",
+        f"--host-kv-bytes={2**30}",
         "--drain-timeout-s=60",
         "--dtype=float32",
     ]

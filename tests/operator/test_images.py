@@ -9,13 +9,14 @@ import asyncio
 import os
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fastswitch import grpc_server, transport
+from fastswitch import grpc_server, settings, transport
 from fastswitch.grpc_server import ServiceHealth
 from fastswitch_operator import build_transport, names, pods
 from fastswitch_operator.build_workers import build_workers_statefulset
@@ -88,14 +89,30 @@ def test_the_tls_variables_the_probes_read_say_what_the_flags_say(mutual):
                          IMAGES)
     (container,) = build_workers_statefulset(cluster)["spec"]["template"]["spec"]["containers"]
     variables = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    from_env, from_flags = argparse.ArgumentParser(), argparse.ArgumentParser()
-    transport.add_arguments(from_env, environ=variables)
-    transport.add_arguments(from_flags, environ={})
     flags = [arg for arg in container["args"] if arg.startswith("--tls-")]
-    assert vars(from_env.parse_args([])) == vars(from_flags.parse_args(flags))
-    assert vars(from_env.parse_args([]))["tls_ca"] == "/etc/fastswitch/tls/ca.crt"
+    # The files exist in the pod only: compare the settings, not the configs that check them.
+    assert tls_settings([], variables) == tls_settings(flags, {})
+    assert tls_settings([], variables)["tls_ca"] == "/etc/fastswitch/tls/ca.crt"
 
 
+def tls_settings(argv: list[str], environ: dict[str, str]) -> dict[str, str]:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser, transport.TransportSecurity)
+    return settings.resolve(transport.TransportSecurity, parser.parse_args(argv), environ)
+
+
+PYPROJECT = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize("image", [*SERVICES, "operator"])
+def test_each_image_installs_the_package_with_its_own_extra(image):
+    """Dependencies are declared in pyproject.toml only: an image names its extra, never a
+    package of its own."""
+    assert image in PYPROJECT["project"]["optional-dependencies"]
+    installs = [line for line in dockerfile(image).splitlines() if "pip install" in line]
+    assert any(line.rstrip().endswith(f'".[{image}]"') for line in installs), installs
+    for line in installs:  # torch (worker) is installed by name, its version from constraints
+        assert "==" not in line and ">=" not in line, line
 async def test_healthcheck_passes_only_while_the_service_is_serving():
     server = grpc.aio.server()
     health = ServiceHealth(server, "fastswitch.v1.Worker")
@@ -112,8 +129,8 @@ async def test_healthcheck_passes_only_while_the_service_is_serving():
 
 
 async def test_healthcheck_speaks_tls_checking_the_name_it_is_told(tls_files):
-    security = transport.TransportSecurity(tls_cert_file=str(tls_files.server_cert),
-                                           tls_key_file=str(tls_files.server_key))
+    security = transport.TransportSecurity(tls_cert=str(tls_files.server_cert),
+                                           tls_key=str(tls_files.server_key))
     server, port = await start_health_server(security, {"": True})
     try:
         # The certificate names localhost; the probe dials 127.0.0.1 and checks the name given.
@@ -129,8 +146,8 @@ async def test_healthcheck_speaks_tls_checking_the_name_it_is_told(tls_files):
 
 async def test_healthcheck_presents_its_client_certificate_for_mutual_tls(tls_files):
     security = transport.TransportSecurity(
-        tls_cert_file=str(tls_files.server_cert), tls_key_file=str(tls_files.server_key),
-        tls_client_ca_file=str(tls_files.ca))
+        tls_cert=str(tls_files.server_cert), tls_key=str(tls_files.server_key),
+        tls_client_ca=str(tls_files.ca))
     server, port = await start_health_server(security, {"": True})
     tls = {"FASTSWITCH_TLS_CA": str(tls_files.ca), "FASTSWITCH_TLS_SERVER_NAME": "localhost"}
     try:
@@ -163,8 +180,8 @@ async def test_the_workers_exec_probes_work_against_a_mutual_tls_worker(tls_file
                          IMAGES)
     (container,) = build_workers_statefulset(cluster)["spec"]["template"]["spec"]["containers"]
     security = transport.TransportSecurity(
-        tls_cert_file=str(tls_files.server_cert), tls_key_file=str(tls_files.server_key),
-        tls_client_ca_file=str(tls_files.ca))
+        tls_cert=str(tls_files.server_cert), tls_key=str(tls_files.server_key),
+        tls_client_ca=str(tls_files.ca))
     # Loaded and ready, but the engine loop has stopped making progress.
     server, port = await start_health_server(
         security, {"": True, grpc_server.LIVENESS_SERVICE: False})

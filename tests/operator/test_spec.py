@@ -65,7 +65,7 @@ def test_minimal_spec_gets_documented_defaults():
     assert cluster.log_level == "info"
     assert cluster.workers.host_swap_bytes == 8 * 2**30
     assert cluster.scheduler.policy == "vtc"
-    assert cluster.scheduler.tick_ms == 10
+    assert cluster.scheduler.tick_ms == 20
     assert cluster.kvstore.is_redis_managed
     assert cluster.images == IMAGES
     assert cluster.scheduler.max_queued_requests == 10_000

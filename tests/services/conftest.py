@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from fastswitch.v1 import scheduler_pb2_grpc
-from fastswitch_cli.local_stack import local_stack
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_stack.local_stack import local_stack
 from fastswitch_worker.engine.config import EngineConfig
 
 TENANTS = {"tokens": {"tok-a": "alice", "tok-b": "bob", "tok-admin": "ops"},

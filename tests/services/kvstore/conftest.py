@@ -20,7 +20,7 @@ CLUSTER_TOKEN = "kvstore-test-cluster-token"
 def kvstore_config(redis_url: str, redis_client: redis.Redis) -> KVStoreConfig:
     """Config of a test kvstore on a flushed database: ephemeral port, fast health polling."""
     return KVStoreConfig(
-        listen_address="127.0.0.1:0",
+        listen="127.0.0.1:0",
         redis_url=redis_url,
         health_check_interval_s=0.02,
         shutdown_grace_s=1.0,

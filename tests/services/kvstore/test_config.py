@@ -9,7 +9,7 @@ from fastswitch_kvstore.config import KVStoreConfig, redacted_url
 
 def test_defaults_are_valid_and_use_the_kvstore_port() -> None:
     config = KVStoreConfig()
-    assert config.listen_address == "0.0.0.0:50071"
+    assert config.listen == "0.0.0.0:50071"
     assert config.redis_url is None  # embedded Redis
     assert config.key_prefix == "fastswitch"
 
@@ -17,9 +17,9 @@ def test_defaults_are_valid_and_use_the_kvstore_port() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"listen_address": "50071"},
-        {"listen_address": "127.0.0.1:"},
-        {"listen_address": "127.0.0.1:99999"},
+        {"listen": "50071"},
+        {"listen": "127.0.0.1:"},
+        {"listen": "127.0.0.1:99999"},
         {"redis_url": "localhost:6379"},
         {"redis_url": "http://localhost:6379/0"},
         {"key_prefix": ""},
@@ -37,7 +37,7 @@ def test_invalid_values_are_refused(overrides) -> None:
 
 
 def test_ipv6_listen_address_is_accepted() -> None:
-    assert KVStoreConfig(listen_address="[::]:50071").listen_address == "[::]:50071"
+    assert KVStoreConfig(listen="[::]:50071").listen == "[::]:50071"
 
 
 @pytest.mark.parametrize(

@@ -311,7 +311,7 @@ async def test_without_redis_url_an_embedded_redis_serves(kvstore_config: KVStor
 
 async def test_serve_stops_gracefully_when_asked(kvstore_config: KVStoreConfig) -> None:
     port = closed_port()
-    config = dataclasses.replace(kvstore_config, listen_address=f"127.0.0.1:{port}")
+    config = dataclasses.replace(kvstore_config, listen=f"127.0.0.1:{port}")
     stop_event = asyncio.Event()
     serving = asyncio.create_task(serve(config, stop_event=stop_event))
     await wait_for_health(port, SERVING)

@@ -1,10 +1,13 @@
-"""EngineConfig: every knob of one worker engine, validated in one place."""
+"""EngineConfig: every knob of one worker engine, validated in one place, each declared once
+(flag, environment variable, default, help: fastswitch.settings)."""
 
 from __future__ import annotations
 
 import enum
 import os
 from dataclasses import dataclass
+
+from fastswitch.settings import setting
 
 
 class SwitchMode(enum.Enum):
@@ -14,29 +17,46 @@ class SwitchMode(enum.Enum):
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str = "tiny"  # checkpoint directory or preset name (dummy weights)
-    load_format: str = "auto"  # auto | safetensors | dummy
+    """Engine settings: the model, KV memory and batching of one worker."""
+
+    model: str = setting("tiny", help=(
+        "checkpoint directory (config.json + *.safetensors) or preset name (dummy weights)"))
+    load_format: str = setting("auto", choices=("auto", "safetensors", "dummy"), help=(
+        "dummy: random weights in the checkpoint's architecture"))
     # auto: the checkpoint's dtype (fp16 becomes fp32 on CPU) | float32 | bfloat16 | float16
-    dtype: str = "auto"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0
-    mode: SwitchMode = SwitchMode.FASTSWITCH
-    block_size: int = 16
+    dtype: str = setting("auto", help=(
+        "float32, bfloat16 or float16; auto: the checkpoint's (float16 becomes float32 on CPU)"))
+    device: str = setting("auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
+    seed: int = setting(0, help="seed of dummy weights and of sampling without a request seed")
+    mode: SwitchMode = setting(SwitchMode.FASTSWITCH, help=(
+        "fastswitch: block groups, asynchronous copies, KV reuse; baseline: switches as vLLM "
+        "v0 does, for comparisons"))
+    block_size: int = setting(16, help="tokens per KV block (the baseline always uses 16)")
     # GPU pool size: a fraction of free CUDA memory, or an explicit byte budget (CPU default).
-    gpu_memory_fraction: float = 0.85
-    kv_cache_bytes: int | None = None
-    host_kv_bytes: int = 1 << 30
-    max_group_blocks: int = 64
+    gpu_memory_fraction: float = setting(0.85, help=(
+        "fraction of free GPU memory the KV cache takes (when --kv-cache-bytes is not given)"))
+    kv_cache_bytes: int | None = setting(None, metavar="BYTES", default_text=(
+        "--gpu-memory-fraction of free memory on CUDA, 256 MiB on CPU"), help=(
+        "bytes of KV cache on the compute device"))
+    host_kv_bytes: int = setting(1 << 30, metavar="BYTES", help=(
+        "bytes of (pinned) host memory for swapped-out and reusable KV"))
+    max_group_blocks: int = setting(64, help="blocks in one physically contiguous block group, at most")
     # FastSwitch mode: keep host copies valid across swap-ins and conversation turns.
-    kv_reuse: bool = True
-    max_num_batched_tokens: int = 512
-    max_num_seqs: int = 64
-    max_model_len: int | None = None  # default: the model's max_position_embeddings
+    kv_reuse: bool = setting(True, help=(
+        "fastswitch mode: keep host copies valid across swap-ins and conversation turns"))
+    max_num_batched_tokens: int = setting(512, help="tokens in one engine step, at most")
+    max_num_seqs: int = setting(64, help="requests in one engine step, at most")
+    max_model_len: int | None = setting(None, default_text="the model's max_position_embeddings",
+                                        help="tokens of one request (prompt + output), at most")
     # Adaptive swap-in: wait instead of overlapping when this small and the batch this small.
-    blocking_swap_in_max_blocks: int = 8
-    blocking_swap_in_max_batch: int = 2
+    blocking_swap_in_max_blocks: int = setting(8, help=(
+        "a swap-in of at most this many blocks into a batch of at most "
+        "--blocking-swap-in-max-batch requests is waited for instead of overlapped"))
+    blocking_swap_in_max_batch: int = setting(2, help="see --blocking-swap-in-max-blocks")
     # Intra-op threads for compute; default leaves one core per copy thread in async mode.
-    num_compute_threads: int | None = None
+    num_compute_threads: int | None = setting(None, default_text=(
+        "every core, less one for the copy threads in fastswitch mode"), help=(
+        "torch intra-op threads for compute"))
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str):

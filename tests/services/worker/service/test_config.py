@@ -6,13 +6,14 @@ import argparse
 
 import pytest
 
-from fastswitch_worker.service import config as worker_config
+from fastswitch import settings
+from fastswitch_worker.service.config import WorkerConfig
 
 
-def parse(argv: list[str]) -> worker_config.WorkerConfig:
+def parse(argv: list[str]) -> WorkerConfig:
     parser = argparse.ArgumentParser()
-    worker_config.add_arguments(parser)
-    return worker_config.from_args(parser.parse_args(argv))
+    settings.add_arguments(parser, WorkerConfig)
+    return settings.from_args(WorkerConfig, parser.parse_args(argv))
 
 
 def test_liveness_timeout_defaults_to_two_minutes(monkeypatch) -> None:
@@ -34,7 +35,7 @@ def test_a_liveness_timeout_must_be_positive(value: str) -> None:
 
 def test_the_flag_is_documented() -> None:
     parser = argparse.ArgumentParser()
-    worker_config.add_arguments(parser)
+    settings.add_arguments(parser, WorkerConfig)
     help_text = " ".join(parser.format_help().split())
     assert "--liveness-timeout-s" in help_text and "fastswitch.liveness" in help_text
     assert "FASTSWITCH_LIVENESS_TIMEOUT_S" in help_text

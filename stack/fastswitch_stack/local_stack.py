@@ -63,7 +63,7 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
     token, merged into `scheduler.security` (which may carry TLS settings for every service).
     """
     security = replace(scheduler.security, cluster_token=secrets.token_urlsafe(32))
-    kvstore_config = KVStoreConfig(listen_address="127.0.0.1:0", redis_url=redis_url,
+    kvstore_config = KVStoreConfig(listen="127.0.0.1:0", redis_url=redis_url,
                                    security=security)
     kvstore = KVStoreServer(kvstore_config)
     kv_port = await kvstore.start()

@@ -1,5 +1,6 @@
 """The whole stack as local processes on 127.0.0.1, started the way containers start them
-(`fastswitch kvstore | worker | scheduler`), for `fastswitch up` and `fastswitch bench`.
+(`fastswitch kvstore | worker | scheduler` with the flags of each service's config), for
+`fastswitch up`, `fastswitch bench`, the benchmarks and the fault-injection tests.
 
 Each service gets its own interpreter, so the engine, the scheduler's event loop and the
 clients never share a GIL. Logs go to one file per service under `log_dir`.
@@ -17,15 +18,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fastswitch import transport
+from fastswitch import settings, transport
+from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.service.config import WorkerConfig
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
@@ -51,31 +54,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def engine_args(engine: EngineConfig) -> list[str]:
-    args = ["--model", engine.model, "--load-format", engine.load_format, "--dtype", engine.dtype,
-            "--device", engine.device, "--mode", engine.mode.value,
-            "--block-size", str(engine.block_size), "--host-swap-bytes", str(engine.host_kv_bytes),
-            "--kv-memory-fraction", str(engine.gpu_memory_fraction),
-            "--max-num-batched-tokens", str(engine.max_num_batched_tokens),
-            "--max-num-seqs", str(engine.max_num_seqs), "--seed", str(engine.seed)]
-    if engine.kv_cache_bytes is not None:
-        args += ["--kv-cache-bytes", str(engine.kv_cache_bytes)]
-    if engine.num_compute_threads is not None:
-        args += ["--compute-threads", str(engine.num_compute_threads)]
-    return args
-
-
-def scheduler_args(config: SchedulerConfig) -> list[str]:
-    return ["--model", config.model, "--policy", config.policy, "--tick-ms", str(config.tick_ms),
-            "--vtc-preempt-threshold", str(config.vtc_preempt_threshold),
-            "--trace-pattern", config.trace_pattern,
-            "--trace-update-probability", str(config.trace_update_probability),
-            "--trace-seed", str(config.trace_seed),
-            "--max-running-per-worker", str(config.max_running_per_worker),
-            "--max-queued-requests", str(config.max_queued_requests),
-            "--max-queued-per-tenant", str(config.max_queued_per_tenant),
-            "--unroutable-timeout-s", str(config.unroutable_timeout_s),
-            *(["--allow-anonymous-admin"] if config.allow_anonymous_admin else [])]
+def service_command(service: str, config: KVStoreConfig | WorkerConfig | SchedulerConfig
+                    ) -> tuple[list[str], dict[str, str]]:
+    """(command line, environment) that start `fastswitch <service>` with exactly `config`:
+    its settings as flags, its secrets (cluster token, Redis URL) in the environment, where
+    `ps` does not show them, and none of this process's own FASTSWITCH_* settings."""
+    command = [sys.executable, "-m", "fastswitch_cli.main", service, *settings.to_args(config)]
+    read = set().union(*(settings.env_names(c) for c in (KVStoreConfig, WorkerConfig,
+                                                          SchedulerConfig)))
+    inherited = {name: value for name, value in os.environ.items() if name not in read}
+    return command, {**inherited, **settings.to_env(config)}
 
 
 @contextlib.contextmanager
@@ -87,48 +75,47 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
     """Start kvstore, workers and scheduler; yield once the scheduler is SERVING; on exit
     stop them in reverse order (SIGTERM: workers drain), killing what does not stop.
 
-    The services share a cluster token (`security`'s, else a fresh one), passed in their
-    environment, not on a command line other local users can read; `security`'s TLS files
-    apply to every service and to the calls between them."""
+    `scheduler`'s addresses (listen, workers, kvstore) are filled in here, and its tenants
+    file when `tenants` (the file's content) is given. The services share a cluster token
+    (`security`'s, else a fresh one); `security`'s TLS files apply to every service and to the
+    calls between them. Raises ValueError for settings a service would refuse."""
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[tuple[str, subprocess.Popen]] = []
     security = security or transport.TransportSecurity()
-    cluster_token = security.cluster_token or secrets.token_urlsafe(32)
-    environment = {**os.environ, transport.CLUSTER_TOKEN_ENV: cluster_token}
-    for inherited in ("FASTSWITCH_CLUSTER_TOKEN_FILE", "FASTSWITCH_REDIS_URL", "REDIS_URL"):
-        environment.pop(inherited, None)  # this stack's own settings only
+    security = replace(security, cluster_token=security.cluster_token or secrets.token_urlsafe(32))
 
-    def start(name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+    def start(name: str, service: str, config: KVStoreConfig | WorkerConfig | SchedulerConfig
+              ) -> None:
+        command, environment = service_command(service, config)
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        command = [sys.executable, "-m", "fastswitch_cli.main", *args, "--log-level", log_level,
-                   *transport.to_args(security)]
         processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                 env={**environment, **(extra_env or {})})))
+                                                 env=environment)))
 
     try:
         kvstore_address = f"127.0.0.1:{free_port()}"
-        start("kvstore", "kvstore", "--listen", kvstore_address,
-              # In the environment: a URL may carry a password, and `ps` shows command lines.
-              extra_env={"FASTSWITCH_REDIS_URL": redis_url} if redis_url else None)
+        start("kvstore", "kvstore", KVStoreConfig(listen=kvstore_address, redis_url=redis_url,
+                                                  log_level=log_level, security=security))
         worker_addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(num_workers))
         for index, address in enumerate(worker_addresses):
-            start(f"worker-{index}", "worker", "--listen", address, "--worker-id", f"worker-{index}",
-                  "--kvstore-addr", kvstore_address, *engine_args(engine))
-        tenants_args: list[str] = []
+            start(f"worker-{index}", "worker", WorkerConfig(
+                engine=engine, listen=address, worker_id=f"worker-{index}",
+                kvstore_addr=kvstore_address, log_level=log_level, security=security))
+        tenants_file = scheduler.tenants_file
         if tenants is not None:
-            tenants_file = log_dir / "tenants.json"
-            tenants_file.write_text(json.dumps(tenants))
-            tenants_args = ["--tenants-file", str(tenants_file)]
+            tenants_file = str(log_dir / "tenants.json")
+            Path(tenants_file).write_text(json.dumps(tenants))
         for name, address in [("kvstore", kvstore_address),
                               *((f"worker-{i}", a) for i, a in enumerate(worker_addresses))]:
             wait_serving(name, address, processes, log_dir, security)
         scheduler_address = f"127.0.0.1:{scheduler_port or free_port()}"
-        start("scheduler", "scheduler", "--listen", scheduler_address,
-              "--workers", ",".join(worker_addresses), "--kvstore-addr", kvstore_address,
-              *scheduler_args(scheduler), *tenants_args)
+        start("scheduler", "scheduler", replace(
+            scheduler, listen=scheduler_address, workers=worker_addresses,
+            kvstore_addr=kvstore_address, tenants_file=tenants_file, log_level=log_level,
+            security=security))
         wait_serving("scheduler", scheduler_address, processes, log_dir, security)
         yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir,
-                           cluster_token, {name: process.pid for name, process in processes})
+                           security.cluster_token,
+                           {name: process.pid for name, process in processes})
     finally:
         for _, process in reversed(processes):
             if process.poll() is None:
