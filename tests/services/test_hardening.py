@@ -17,6 +17,7 @@ from fastswitch_scheduler.server import SchedulerServer
 from fastswitch_scheduler.worker_link import RECONNECT_DELAY_S, SUPERSEDED_RETRY_S
 
 GARBAGE = b"\xff\xff\xff\xff"  # not a protobuf message
+STEP_S = 30.0  # no single step of these tests may take longer: a hang fails where it happens
 PROMPT = [11, 250, 3, 77, 8, 19, 140, 5, 61, 200, 33, 4, 90]
 
 
@@ -192,7 +193,7 @@ async def test_a_newer_scheduler_takes_the_workers_and_the_older_one_cannot_wedg
     async with stack_factory(num_workers=2) as stack:
         old = stack.scheduler
         new = SchedulerServer(dataclasses.replace(old.config, listen="127.0.0.1:0"))
-        await new.start()
+        await asyncio.wait_for(new.start(), STEP_S)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 10
@@ -203,13 +204,13 @@ async def test_a_newer_scheduler_takes_the_workers_and_the_older_one_cannot_wedg
             assert not old.core.ready_links()
             async with grpc.aio.insecure_channel(new.address) as channel:
                 stub = scheduler_pb2_grpc.SchedulerStub(channel)
-                assert len(await tokens_of(stub, generate_request())) == 6
+                assert len(await asyncio.wait_for(tokens_of(stub, generate_request()), STEP_S)) == 6
             await asyncio.sleep(2 * RECONNECT_DELAY_S)  # the old one retries: still refused
             assert not old.core.ready_links() and len(new.core.ready_links()) == 2
         finally:
-            await new.stop(0)
+            await asyncio.wait_for(new.stop(0), STEP_S)
         deadline = loop.time() + SUPERSEDED_RETRY_S + 10
         while len(old.core.ready_links()) < 2:
             assert loop.time() < deadline, "the old scheduler did not pick the workers up again"
             await asyncio.sleep(0.05)
-        assert len(await tokens_of(stack.stub, generate_request())) == 6
+        assert len(await asyncio.wait_for(tokens_of(stack.stub, generate_request()), STEP_S)) == 6

@@ -98,9 +98,9 @@ class KVStoreServer:
                 else:
                     logger.warning("redis does not answer: health NOT_SERVING")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._is_stopping.wait(), self._config.health_check_interval_s
-                )
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(self._config.health_check_interval_s):
+                    await self._is_stopping.wait()
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

@@ -59,12 +59,15 @@ class WorkerLink:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.address}")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Ends the session task. A cancellation that a library swallows is repeated rather
+        than waited on forever."""
+        if self._task is None:
+            return
+        while not self._task.done():
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._task}, timeout=1.0)
+        if not self._task.cancelled() and self._task.exception() is not None:
+            log.warning("worker session task ended with an error", extra={"worker": self.worker_id})
 
     def send(self, msg: worker_pb2.SessionRequest) -> None:
         if self.is_ready:
@@ -108,7 +111,10 @@ class WorkerLink:
                             metadata=((transport.SCHEDULER_EPOCH_METADATA, str(self.epoch)),))
         while True:
             try:
-                response = await asyncio.wait_for(call.read(), SESSION_SILENCE_S)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that lands as the read completes, and stop() then waits forever.
+                async with asyncio.timeout(SESSION_SILENCE_S):
+                    response = await call.read()
             except TimeoutError:
                 call.cancel()
                 raise WorkerSilentError(f"no message from the worker for {SESSION_SILENCE_S:g} s") from None

@@ -4,6 +4,7 @@ an exit for an engine that cannot go on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -94,10 +95,9 @@ class WorkerServer:
                 elif service.engine_loop.ready.is_set():
                     log.error("engine loop made no progress: liveness NOT_SERVING",
                               extra={"liveness_timeout_s": timeout_s})
-            try:
-                await asyncio.wait_for(service.failed.wait(), interval_s)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):  # not wait_for: see worker_link.py
+                    await service.failed.wait()
         await self.health.set_ready(False)
         await self.health.set_live(False)
         self.failed.set()
