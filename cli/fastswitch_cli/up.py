@@ -20,7 +20,7 @@ from fastswitch_stack.process_stack import StackError, process_stack
 from fastswitch_worker.engine.config import EngineConfig
 
 ENGINE_SETTINGS = ("model", "mode", "block_size", "kv_cache_bytes", "host_kv_bytes")
-SCHEDULER_SETTINGS = ("policy", "tick_ms", "tenants_file", "allow_anonymous_admin",
+SCHEDULER_SETTINGS = ("policy", "tick_ms", "vtc_preempt_threshold", "tenants_file", "allow_anonymous_admin",
                       "max_queued_requests", "max_queued_per_tenant", "unroutable_timeout_s",
                       "log_level")  # --model is the engine's: the scheduler reads the same
 # TLS for every service of the stack; the cluster token is generated unless given.
