@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import grpc
 
@@ -96,19 +95,11 @@ def _has_port(address: str) -> bool:
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    """Plaintext unless --tls or --ca; raises ValueError for an unreadable file."""
+    """Plaintext unless --tls or --ca; raises ValueError for missing or unreadable files."""
     if not (args.tls or args.ca):
         return grpc.insecure_channel(args.addr)
-    if bool(args.cert) != bool(args.key):
-        raise ValueError("--cert and --key go together")
-    try:
-        files = {"ca": args.ca, "cert": args.cert, "key": args.key}
-        read = {name: Path(path).read_bytes() if path else None for name, path in files.items()}
-    except OSError as exc:
-        raise ValueError(f"cannot read a TLS file: {exc}") from exc
-    credentials = grpc.ssl_channel_credentials(root_certificates=read["ca"], private_key=read["key"],
-                                               certificate_chain=read["cert"])
-    return grpc.secure_channel(args.addr, credentials)
+    security = transport.TransportSecurity(tls_ca=args.ca, tls_cert=args.cert, tls_key=args.key)
+    return grpc.secure_channel(args.addr, transport.channel_credentials(security))
 
 
 def _local(args: argparse.Namespace) -> Iterator[tuple[list[int], str, str | None]]:

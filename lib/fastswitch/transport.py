@@ -167,10 +167,14 @@ def sync_channel(address: str, security: TransportSecurity) -> grpc.Channel:
 
 
 def channel_credentials(security: TransportSecurity) -> grpc.ChannelCredentials:
-    key = _read(security.tls_key) if security.tls_key else None
-    cert = _read(security.tls_cert) if security.tls_cert else None
-    return grpc.ssl_channel_credentials(root_certificates=_read(security.tls_ca),
-                                        private_key=key, certificate_chain=cert)
+    """TLS credentials verifying servers against `tls_ca` (the system's CAs when unset), with
+    `tls_cert`/`tls_key` as the client certificate for mTLS when set."""
+    def optional(path: str) -> bytes | None:
+        return _read(path) if path else None
+
+    return grpc.ssl_channel_credentials(root_certificates=optional(security.tls_ca),
+                                        private_key=optional(security.tls_key),
+                                        certificate_chain=optional(security.tls_cert))
 
 
 def _is_ip(host: str) -> bool:
