@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# Bytecode first: no source is parsed while tests run engine threads (see tests/conftest.py).
 test: $(STAMP)
+	$(PY) -m compileall -q lib services stack cli benchmarks operator
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

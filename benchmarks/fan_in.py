@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fastswitch-fan-in-") as tmp, process_stack(
             engine=engine, scheduler=scheduler, log_dir=Path(tmp), num_workers=args.workers,
             log_level="warning") as stack:
-        result = asyncio.run(fan_in(stack.scheduler_address, num_streams=args.streams,
+        result = asyncio.run(fan_in(stack.address, num_streams=args.streams,
                                     streams_per_channel=args.streams_per_channel,
                                     max_tokens=args.max_tokens, deadline_s=args.deadline_s))
         scheduler_log = (Path(tmp) / "scheduler.log").read_text().splitlines()

@@ -56,7 +56,7 @@ async def over_grpc(engine_config: EngineConfig, num_requests: int, max_tokens: 
     scheduler = SchedulerConfig(tick_ms=5)
     with process_stack(engine=engine_config, scheduler=scheduler, log_dir=log_dir,
                        log_level="warning") as stack:
-        async with grpc.aio.insecure_channel(stack.scheduler_address) as channel:
+        async with grpc.aio.insecure_channel(stack.address) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
 
             async def one(prompt: list[int]) -> list[float]:

@@ -17,12 +17,12 @@ import statistics
 import time
 from pathlib import Path
 
+from fastswitch.tenants import TenantRegistry, TenantState
 from fastswitch.v1 import common_pb2
 from fastswitch_bench.machine import machine_description
 from fastswitch_scheduler.config import POLICIES, SchedulerConfig
 from fastswitch_scheduler.core import SchedulerCore
 from fastswitch_scheduler.requests import ClusterRequest
-from fastswitch_scheduler.tenants import TenantRegistry, TenantState
 from fastswitch_scheduler.worker_link import WorkerLink
 
 
@@ -42,9 +42,8 @@ async def time_ticks(policy: str, num_requests: int, num_ticks: int, num_tenants
         tenant.virtual_tokens = (index * 7919) % 1000
         core.requests.add(ClusterRequest(
             request_id=f"r{index}", client_request_id=f"c{index}", tenant=tenant,
-            prompt_token_ids=[1] * (64 + index % 512), sampling=common_pb2.SamplingParams(),
-            stop=common_pb2.StopConditions(max_tokens=128), priority=index % 4,
-            worker_id="worker-0"))
+            frontend_id="frontend-0", num_prompt_tokens=64 + index % 512, max_tokens=128,
+            priority=index % 4, worker_id="worker-0"))
     times_ms = []
     for _ in range(num_ticks):
         for tenant in tenants.tenants.values():  # service moves the counters between ticks

@@ -11,12 +11,19 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import hypothesis  # noqa: F401 (imported here, before any test starts a thread: see below)
 import pytest
 import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# CPython 3.11.7 keeps the parser's recursion depth in global state: compiling source on two
+# threads at once can fail with "SystemError: AST constructor recursion depth mismatch". Tests
+# start engine threads, so the main thread must not parse while they run: hypothesis (whose
+# pytest plugin pytest rewrites on import) is imported above, and `make test` compiles the
+# sources to bytecode before pytest starts.
 
 
 @pytest.fixture(scope="session")

@@ -92,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
     vocab_size = (PRESETS[model] if model in PRESETS else read_model_config(model)).vocab_size
     tenants = [TenantSpec(*tenant) for tenant in TENANTS]
     workload = _workload(args, scale, tenants)
-    scheduler = replace(scheduler, model=model, trace_seed=args.seed)
+    scheduler = replace(scheduler, trace_seed=args.seed)
     results = []
     for mode in MODES:
         print(f"== {mode.value}: {len(workload.conversations)} conversations", flush=True)
-        results.append(asyncio.run(_run_config(args, scale, scheduler, vocab_size, workload,
-                                               tenants, mode, targets.get(mode.value))))
+        results.append(asyncio.run(_run_config(args, scale, scheduler, model, vocab_size,
+                                               workload, tenants, mode, targets.get(mode.value))))
     files = write_report(args.out, results, command=shlex.join(["fastswitch", *sys.argv[1:]]),
                          machine=machine_description(), workload=workload.summary())
     print(summary_table(results))
@@ -123,18 +123,18 @@ def _workload(args: argparse.Namespace, scale: Scale, tenants: list):
 
 
 async def _run_config(args: argparse.Namespace, scale: Scale, scheduler: SchedulerConfig,
-                      vocab_size: int, workload, tenants: list, mode: SwitchMode,
+                      model: str, vocab_size: int, workload, tenants: list, mode: SwitchMode,
                       address: str | None):
     from fastswitch_bench.replay import tenant_token
     from fastswitch_stack.process_stack import process_stack
 
     # Both configurations compute with the same threads; FastSwitch's copy threads get the
     # core(s) left over, the baseline copies on its compute thread.
-    engine = EngineConfig(model=scheduler.model, mode=mode, block_size=16,
+    engine = EngineConfig(model=model, mode=mode, block_size=16,
                           kv_cache_bytes=args.kv_cache_bytes or scale.kv_cache_bytes,
                           host_kv_bytes=scale.host_kv_bytes, max_num_batched_tokens=256,
                           seed=args.seed, num_compute_threads=COMPUTE_THREADS)
-    run_settings = {"mode": mode.value, "model": scheduler.model,
+    run_settings = {"mode": mode.value, "model": model,
                     "block_size": engine.block_size_for_mode, "compute_threads": COMPUTE_THREADS,
                     "policy": scheduler.policy, "kv_cache_bytes": engine.kv_cache_bytes,
                     "host_kv_bytes": engine.host_kv_bytes}
@@ -146,7 +146,7 @@ async def _run_config(args: argparse.Namespace, scale: Scale, scheduler: Schedul
     log_dir = Path(args.out) / "logs" / mode.value
     with process_stack(engine=engine, scheduler=scheduler, log_dir=log_dir, tenants=tenants_file,
                        redis_url=os.environ.get("REDIS_URL"), log_level="warning") as stack:
-        return await _measure(stack.scheduler_address, workload, tenants, vocab_size, args.seed,
+        return await _measure(stack.address, workload, tenants, vocab_size, args.seed,
                               mode.value, run_settings)
 
 

@@ -9,17 +9,18 @@ from collections.abc import Sequence
 
 # name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("fastswitch_cli.up", "run scheduler + kvstore + worker(s) locally on 127.0.0.1"),
+    "up": ("fastswitch_cli.up", "run frontend + scheduler + kvstore + worker(s) locally on 127.0.0.1"),
     "bench": ("fastswitch_cli.bench", "replay a multi-tenant workload: baseline vs FastSwitch"),
-    "generate": ("fastswitch_cli.generate", "generate text via a scheduler or in-process"),
-    "scheduler": ("fastswitch_cli.scheduler", "run the scheduler service"),
+    "generate": ("fastswitch_cli.generate", "generate text via a frontend or in-process"),
+    "frontend": ("fastswitch_cli.frontend", "run one frontend (the client-facing API) service"),
+    "scheduler": ("fastswitch_cli.scheduler", "run the scheduler (control plane) service"),
     "worker": ("fastswitch_cli.worker", "run one worker service"),
     "kvstore": ("fastswitch_cli.kvstore", "run the kvstore service"),
 }
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
-    """Only the chosen subcommand's module is imported: a slim image (scheduler, kvstore)
+    """Only the chosen subcommand's module is imported: a slim image (frontend, scheduler, kvstore)
     runs its own subcommand without torch, and `--help` stays fast. Each module imports what
     only running needs (torch, matplotlib) inside its `run`."""
     parser = argparse.ArgumentParser(prog="fastswitch", description=__doc__.splitlines()[0])

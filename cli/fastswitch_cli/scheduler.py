@@ -1,10 +1,11 @@
-"""`fastswitch scheduler`: the client-facing scheduler service. Its flags are SchedulerConfig's
+"""`fastswitch scheduler`: the scheduler service (the control plane). Its flags are SchedulerConfig's
 settings (fastswitch_scheduler/config.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from fastswitch import logs, settings
@@ -24,5 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from fastswitch_scheduler.server import serve  # here: `--help` needs none of it
 
     logs.configure(config.log_level, service="scheduler")
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:  # its port is taken, or its TLS files cannot be read
+        logging.getLogger("fastswitch.scheduler").error(str(exc))
+        return 1
     return 0

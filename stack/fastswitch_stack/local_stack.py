@@ -1,4 +1,4 @@
-"""The whole stack in one process on 127.0.0.1: kvstore, worker(s), scheduler.
+"""The whole stack in one process on 127.0.0.1: kvstore, worker(s), scheduler, frontend.
 
 For the service tests, which inspect engine and scheduler state directly; `fastswitch up`
 and `fastswitch bench` start the same services as processes (process_stack.py).
@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastswitch import transport
+from fastswitch_frontend.config import FrontendConfig
+from fastswitch_frontend.server import FrontendServer
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.server import KVStoreServer
 from fastswitch_scheduler.config import SchedulerConfig
@@ -35,10 +37,23 @@ class LocalStack:
     kvstore_port: int
     workers: list[WorkerServer]
     scheduler: SchedulerServer
+    frontend: FrontendServer
 
     @property
     def address(self) -> str:
-        return self.scheduler.address
+        """The client API (the frontend's)."""
+        return self.frontend.address
+
+    async def restart_scheduler(self) -> SchedulerServer:
+        """Stop the scheduler and start a new one on the same port (the frontends and the
+        workers reconnect to it by themselves); returns it once every worker is connected."""
+        config = self.scheduler.config
+        await self.scheduler.stop(0)
+        self.scheduler = SchedulerServer(replace(config, listen=self.scheduler.address))
+        await self.scheduler.start()
+        await asyncio.wait_for(_all_connected(self.scheduler, self.frontend, len(self.workers)),
+                               READY_TIMEOUT_S)
+        return self.scheduler
 
     @property
     def kvstore_address(self) -> str:
@@ -56,7 +71,7 @@ class LocalStack:
 async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_workers: int = 1,
                       redis_url: str | None = None, tenants: dict | None = None,
                       worker_drain_timeout_s: float = 5.0) -> AsyncIterator[LocalStack]:
-    """Start everything, wait until the scheduler is SERVING; stop everything on exit.
+    """Start everything, wait until the frontend is SERVING; stop everything on exit.
 
     `scheduler.workers` and `kvstore_addr` are filled in here; `tenants` (the tenants-file
     content) is written to a temporary file when given. The components share a fresh cluster
@@ -70,6 +85,7 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
     kv_address = f"127.0.0.1:{kv_port}"
     workers: list[WorkerServer] = []
     scheduler_server: SchedulerServer | None = None
+    frontend: FrontendServer | None = None
     stack: LocalStack | None = None
     with tempfile.TemporaryDirectory(prefix="fastswitch-") as tmp:
         try:
@@ -88,10 +104,22 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
                 scheduler, workers=tuple(w.address for w in workers), kvstore_addr=kv_address,
                 tenants_file=tenants_file or scheduler.tenants_file, security=security))
             await scheduler_server.start()
-            await asyncio.wait_for(_all_connected(scheduler_server, num_workers), READY_TIMEOUT_S)
-            stack = LocalStack(kvstore, kvstore_config, security, kv_port, workers, scheduler_server)
+            frontend = FrontendServer(FrontendConfig(
+                listen="127.0.0.1:0", scheduler_addr=scheduler_server.address,
+                frontend_name="frontend-0", model=engine.model,
+                tenants_file=tenants_file or scheduler.tenants_file,
+                allow_anonymous_admin=scheduler.allow_anonymous_admin, security=security))
+            await frontend.start()
+            await asyncio.wait_for(_all_connected(scheduler_server, frontend, num_workers),
+                                   READY_TIMEOUT_S)
+            stack = LocalStack(kvstore, kvstore_config, security, kv_port, workers,
+                               scheduler_server, frontend)
             yield stack
         finally:
+            if frontend is not None:
+                await frontend.stop(0)
+            if stack is not None:
+                scheduler_server = stack.scheduler  # the latest, after restarts
             if scheduler_server is not None:
                 await scheduler_server.stop(0)
             for worker in workers:
@@ -99,6 +127,9 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
             await (stack.kvstore if stack is not None else kvstore).stop(0)
 
 
-async def _all_connected(scheduler: SchedulerServer, num_workers: int) -> None:
-    while len(scheduler.core.ready_links()) < num_workers or not scheduler.is_serving:
+async def _all_connected(scheduler: SchedulerServer, frontend: FrontendServer,
+                         num_workers: int) -> None:
+    while (len(scheduler.core.ready_links()) < num_workers or not scheduler.is_serving
+           or len(frontend.core.workers) < num_workers or not frontend.is_serving
+           or frontend.core.frontend_id not in scheduler.core.frontends):
         await asyncio.sleep(0.02)

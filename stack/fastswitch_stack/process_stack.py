@@ -1,5 +1,5 @@
 """The whole stack as local processes on 127.0.0.1, started the way containers start them
-(`fastswitch kvstore | worker | scheduler` with the flags of each service's config), for
+(`fastswitch kvstore | worker | scheduler | frontend` with the flags of each service's config), for
 `fastswitch up`, `fastswitch bench`, the benchmarks and the fault-injection tests.
 
 Each service gets its own interpreter, so the engine, the scheduler's event loop and the
@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fastswitch import settings, transport
+from fastswitch_frontend.config import FrontendConfig
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig
@@ -38,14 +39,19 @@ class StackError(RuntimeError):
     """A service did not come up; the message names its log file."""
 
 
+ServiceConfig = KVStoreConfig | WorkerConfig | SchedulerConfig | FrontendConfig
+
+
 @dataclass(frozen=True)
 class ProcessStack:
-    scheduler_address: str
+    address: str  # the client API: the first frontend's
+    frontend_addresses: tuple[str, ...]
+    scheduler_address: str  # the control plane (frontends only)
     kvstore_address: str
     worker_addresses: tuple[str, ...]
     log_dir: Path
     cluster_token: str  # the credential workers and the kvstore ask of their callers
-    pids: dict[str, int]  # service name ("kvstore", "worker-0", "scheduler") -> process id
+    pids: dict[str, int]  # service name ("kvstore", "worker-0", "scheduler", "frontend-0") -> pid
 
 
 def free_port() -> int:
@@ -54,29 +60,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_command(service: str, config: KVStoreConfig | WorkerConfig | SchedulerConfig
-                    ) -> tuple[list[str], dict[str, str]]:
+def service_command(service: str, config: ServiceConfig) -> tuple[list[str], dict[str, str]]:
     """(command line, environment) that start `fastswitch <service>` with exactly `config`:
     its settings as flags, its secrets (cluster token, Redis URL) in the environment, where
     `ps` does not show them, and none of this process's own FASTSWITCH_* settings."""
     command = [sys.executable, "-m", "fastswitch_cli.main", service, *settings.to_args(config)]
     read = set().union(*(settings.env_names(c) for c in (KVStoreConfig, WorkerConfig,
-                                                          SchedulerConfig)))
+                                                          SchedulerConfig, FrontendConfig)))
     inherited = {name: value for name, value in os.environ.items() if name not in read}
     return command, {**inherited, **settings.to_env(config)}
 
 
 @contextlib.contextmanager
 def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: Path,
-                  num_workers: int = 1, scheduler_port: int | None = None,
+                  num_workers: int = 1, port: int | None = None, num_frontends: int = 1,
                   redis_url: str | None = None, tenants: dict | None = None,
                   log_level: str = "info",
                   security: transport.TransportSecurity | None = None) -> Iterator[ProcessStack]:
-    """Start kvstore, workers and scheduler; yield once the scheduler is SERVING; on exit
-    stop them in reverse order (SIGTERM: workers drain), killing what does not stop.
+    """Start kvstore, workers, scheduler and frontends; yield once every frontend is SERVING
+    (the first one on `port`, the client API); on exit stop them in reverse order (SIGTERM:
+    workers drain), killing what does not stop.
 
-    `scheduler`'s addresses (listen, workers, kvstore) are filled in here, and its tenants
-    file when `tenants` (the file's content) is given. The services share a cluster token
+    `scheduler`'s addresses (listen, workers, kvstore) are filled in here, and the tenants
+    file (the scheduler's and the frontends') when `tenants` (the file's content) is given. The services share a cluster token
     (`security`'s, else a fresh one); `security`'s TLS files apply to every service and to the
     calls between them. Raises ValueError for settings a service would refuse."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +90,7 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
     security = security or transport.TransportSecurity()
     security = replace(security, cluster_token=security.cluster_token or secrets.token_urlsafe(32))
 
-    def start(name: str, service: str, config: KVStoreConfig | WorkerConfig | SchedulerConfig
-              ) -> None:
+    def start(name: str, service: str, config: ServiceConfig) -> None:
         command, environment = service_command(service, config)
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -107,14 +112,24 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
         for name, address in [("kvstore", kvstore_address),
                               *((f"worker-{i}", a) for i, a in enumerate(worker_addresses))]:
             wait_serving(name, address, processes, log_dir, security)
-        scheduler_address = f"127.0.0.1:{scheduler_port or free_port()}"
+        scheduler_address = f"127.0.0.1:{free_port()}"
         start("scheduler", "scheduler", replace(
             scheduler, listen=scheduler_address, workers=worker_addresses,
             kvstore_addr=kvstore_address, tenants_file=tenants_file, log_level=log_level,
             security=security))
+        frontend_addresses = tuple(f"127.0.0.1:{(port if i == 0 and port else free_port())}"
+                                   for i in range(num_frontends))
+        for index, address in enumerate(frontend_addresses):
+            start(f"frontend-{index}", "frontend", FrontendConfig(
+                listen=address, scheduler_addr=scheduler_address, frontend_name=f"frontend-{index}",
+                model=engine.model, tenants_file=tenants_file,
+                allow_anonymous_admin=scheduler.allow_anonymous_admin, log_level=log_level,
+                security=security))
         wait_serving("scheduler", scheduler_address, processes, log_dir, security)
-        yield ProcessStack(scheduler_address, kvstore_address, worker_addresses, log_dir,
-                           security.cluster_token,
+        for index, address in enumerate(frontend_addresses):
+            wait_serving(f"frontend-{index}", address, processes, log_dir, security)
+        yield ProcessStack(frontend_addresses[0], frontend_addresses, scheduler_address,
+                           kvstore_address, worker_addresses, log_dir, security.cluster_token,
                            {name: process.pid for name, process in processes})
     finally:
         for _, process in reversed(processes):

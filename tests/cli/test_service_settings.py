@@ -1,4 +1,4 @@
-"""`fastswitch scheduler | worker | kvstore` as the containers and the local stacks run them:
+"""`fastswitch frontend | scheduler | worker | kvstore` as the containers and the local stacks run them:
 every flag is documented and has an environment variable, and any config of each service
 survives the trip through its command line (what `fastswitch up` and `fastswitch bench` do)."""
 
@@ -8,12 +8,14 @@ import pytest
 
 from fastswitch import settings, transport
 from fastswitch_cli.main import build_parser
+from fastswitch_frontend.config import FrontendConfig
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
 from fastswitch_worker.service.config import WorkerConfig
 
-SERVICES = {"scheduler": SchedulerConfig, "worker": WorkerConfig, "kvstore": KVStoreConfig}
+SERVICES = {"frontend": FrontendConfig, "scheduler": SchedulerConfig, "worker": WorkerConfig,
+            "kvstore": KVStoreConfig}
 TOKEN = "a-cluster-token-of-the-test"
 
 
@@ -57,13 +59,16 @@ def samples(tls_files) -> dict[str, object]:
             drain_timeout_s=2.5, liveness_timeout_s=60.0, security=security, log_level="debug"),
         "scheduler": SchedulerConfig(
             listen="127.0.0.1:7000", workers=("127.0.0.1:7001", "workers.ns.svc:50061"),
-            discovery_interval_s=1.5, kvstore_addr="127.0.0.1:7002", model="llama3-8b",
-            policy="trace", tick_ms=7.5, tenants_file="/etc/tenants.json", vtc_input_weight=0.5,
+            discovery_interval_s=1.5, kvstore_addr="127.0.0.1:7002", policy="trace", tick_ms=7.5, tenants_file="/etc/tenants.json", vtc_input_weight=0.5,
             vtc_output_weight=3.0, vtc_preempt_threshold=10.0, trace_pattern="random",
             trace_update_probability=0.5, trace_num_levels=3, trace_seed=9,
             max_running_per_worker=4, kv_headroom_tokens=8, max_queued_requests=100,
             max_queued_per_tenant=10, unroutable_timeout_s=3.0, allow_anonymous_admin=True,
             security=security, log_level="warning"),
+        "frontend": FrontendConfig(
+            listen="127.0.0.1:7004", scheduler_addr="scheduler.ns.svc:50052",
+            frontend_name="frontend-7", model="llama3-8b", tenants_file="/etc/tenants.json",
+            allow_anonymous_admin=True, security=security, log_level="error"),
         "kvstore": KVStoreConfig(
             listen="127.0.0.1:7003", redis_url="redis://:s3cret@cache:6379/1",
             key_prefix="cluster-b", log_level="error", shutdown_grace_s=1.5,

@@ -59,7 +59,7 @@ def test_generate_against_nothing_fails_clearly() -> None:
 
 
 def test_up_with_tls_serves_generate_over_tls_and_its_port_cannot_be_taken_twice(tls_files) -> None:
-    """Every link of the stack (client -> scheduler -> workers -> kvstore) speaks TLS; a
+    """Every link of the stack (client -> frontend -> scheduler and workers -> kvstore) speaks TLS; a
     plaintext client is refused; a second stack on the same port fails instead of sharing it."""
     port = free_port()
     tls = ["--tls-cert", str(tls_files.server_cert), "--tls-key", str(tls_files.server_key),
@@ -76,7 +76,8 @@ def test_up_with_tls_serves_generate_over_tls_and_its_port_cannot_be_taken_twice
         assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
         second = subprocess.run([*CLI, "up", "--port", str(port)], capture_output=True, text=True,
                                 env=ENV, timeout=300)
-        assert second.returncode == 1 and "scheduler exited" in second.stdout, second.stdout
+        assert second.returncode == 1 and "frontend-0 exited" in second.stdout, second.stdout
+        assert "cannot bind" in second.stdout, second.stdout
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0

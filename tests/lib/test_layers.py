@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = ["fastswitch_cli", "fastswitch_bench", "fastswitch_stack",
-          "fastswitch_scheduler | fastswitch_worker | fastswitch_kvstore | fastswitch_operator",
+          "fastswitch_frontend | fastswitch_scheduler | fastswitch_worker | fastswitch_kvstore | fastswitch_operator",
           "fastswitch"]
 
 

@@ -138,7 +138,7 @@ async def test_a_request_with_only_a_prompt_generates_up_to_the_context(stack_fa
     async with stack_factory(engine={"max_model_len": 48}) as stack:
         request = scheduler_pb2.GenerateRequest(token_ids=scheduler_pb2.TokenIds(ids=PROMPT))
         tokens, responses = await collect(stack.stub, request)
-        assert stack.scheduler.core.max_model_len == 48
+        assert stack.frontend.core.max_model_len == 48
     final = responses[-1]
     assert final.finish_reason == common_pb2.FINISH_REASON_LENGTH
     assert final.usage.num_generated_tokens == len(tokens) == 48 - len(PROMPT)

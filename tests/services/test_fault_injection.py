@@ -138,10 +138,10 @@ def worker_process(running: ProcessStack, index: int) -> Iterator[None]:
 
 async def test_a_killed_worker_loses_no_stream(tmp_path):
     with stack(tmp_path) as running:
-        endings = await streams_ending(running.scheduler_address,
+        endings = await streams_ending(running.address,
                                        lambda: kill(running.pids["worker-0"]))
         assert set(endings) <= {"OK"}, endings  # moved to worker-1 and recomputed there
-        assert await serves(running.scheduler_address)
+        assert await serves(running.address)
 
 
 async def test_losing_every_worker_ends_every_stream_and_a_returning_worker_serves(tmp_path):
@@ -151,26 +151,26 @@ async def test_losing_every_worker_ends_every_stream_and_a_returning_worker_serv
             kill(running.pids["worker-1"])
 
         started = time.monotonic()
-        endings = await streams_ending(running.scheduler_address, kill_all_workers)
+        endings = await streams_ending(running.address, kill_all_workers)
         assert set(endings) <= {"OK", "UNAVAILABLE"} and endings["UNAVAILABLE"] >= 1, endings
         assert time.monotonic() - started < STREAM_BOUND_S
-        async with grpc.aio.insecure_channel(running.scheduler_address) as channel:
+        async with grpc.aio.insecure_channel(running.address) as channel:
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 async for _ in stub.Generate(request(7), timeout=UNROUTABLE_TIMEOUT_S + 30):
                     pass
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         with worker_process(running, 0):
-            await until_serving(running.scheduler_address, within_s=15)  # it reconnects itself
-            assert await serves(running.scheduler_address)
+            await until_serving(running.address, within_s=15)  # it reconnects itself
+            assert await serves(running.address)
 
 
 async def test_a_killed_kvstore_loses_no_stream(tmp_path):
     with stack(tmp_path) as running:
-        endings = await streams_ending(running.scheduler_address,
+        endings = await streams_ending(running.address,
                                        lambda: kill(running.pids["kvstore"]))
         assert set(endings) <= {"OK"}, endings  # the kvstore only improves routing
-        assert await serves(running.scheduler_address)
+        assert await serves(running.address)
 
 
 async def test_a_killed_redis_loses_no_stream(tmp_path):
@@ -178,9 +178,9 @@ async def test_a_killed_redis_loses_no_stream(tmp_path):
     redis.start()
     try:
         with stack(tmp_path, redis_url=redis.connection_url) as running:
-            endings = await streams_ending(running.scheduler_address, redis.terminate)  # SIGKILL
+            endings = await streams_ending(running.address, redis.terminate)  # SIGKILL
             assert set(endings) <= {"OK"}, endings
-            assert await serves(running.scheduler_address)
+            assert await serves(running.address)
     finally:
         if redis.is_running():
             redis.stop()
@@ -191,8 +191,8 @@ async def test_a_hung_worker_is_given_up_on_and_its_streams_end(tmp_path):
     with stack(tmp_path) as running:
         pid = running.pids["worker-0"]
         try:
-            endings = await streams_ending(running.scheduler_address, lambda: kill(pid, signal.SIGSTOP))
+            endings = await streams_ending(running.address, lambda: kill(pid, signal.SIGSTOP))
             assert set(endings) <= {"OK", "UNAVAILABLE"}, endings
-            assert await serves(running.scheduler_address)
+            assert await serves(running.address)
         finally:
             kill(pid, signal.SIGCONT)

@@ -13,6 +13,7 @@ import pytest
 
 from fastswitch import transport
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
+from fastswitch_frontend.server import FrontendServer
 from fastswitch_scheduler.server import SchedulerServer
 from fastswitch_scheduler.worker_link import RECONNECT_DELAY_S, SUPERSEDED_RETRY_S
 
@@ -202,9 +203,18 @@ async def test_a_newer_scheduler_takes_the_workers_and_the_older_one_cannot_wedg
                 assert loop.time() < deadline, "the newer scheduler did not take over"
                 await asyncio.sleep(0.05)
             assert not old.core.ready_links()
-            async with grpc.aio.insecure_channel(new.address) as channel:
-                stub = scheduler_pb2_grpc.SchedulerStub(channel)
-                assert len(await asyncio.wait_for(tokens_of(stub, generate_request()), STEP_S)) == 6
+            frontend = FrontendServer(dataclasses.replace(
+                stack.frontend.config, listen="127.0.0.1:0", scheduler_addr=new.address))
+            await frontend.start()
+            try:
+                while not frontend.is_serving:
+                    assert loop.time() < deadline, "no frontend serves the newer scheduler"
+                    await asyncio.sleep(0.05)
+                async with grpc.aio.insecure_channel(frontend.address) as channel:
+                    stub = scheduler_pb2_grpc.SchedulerStub(channel)
+                    assert len(await asyncio.wait_for(tokens_of(stub, generate_request()), STEP_S)) == 6
+            finally:
+                await frontend.stop(0)
             await asyncio.sleep(2 * RECONNECT_DELAY_S)  # the old one retries: still refused
             assert not old.core.ready_links() and len(new.core.ready_links()) == 2
         finally:

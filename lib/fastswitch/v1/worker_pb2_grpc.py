@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class WorkerStub:
-    """Scheduler-facing API of a GPU worker. The scheduler decides who runs (policy); the worker
-    decides how to switch (mechanism).
+    """Cluster-facing API of a GPU worker. The scheduler decides who runs (policy, the control
+    plane); the worker decides how to switch (mechanism); frontends hand it requests and receive
+    their tokens (the data plane). Tokens never pass through the scheduler.
     """
 
     def __init__(self, channel):
@@ -41,6 +42,11 @@ class WorkerStub:
                 request_serializer=fastswitch_dot_v1_dot_worker__pb2.SessionRequest.SerializeToString,
                 response_deserializer=fastswitch_dot_v1_dot_worker__pb2.SessionResponse.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/fastswitch.v1.Worker/Stream',
+                request_serializer=fastswitch_dot_v1_dot_worker__pb2.StreamRequest.SerializeToString,
+                response_deserializer=fastswitch_dot_v1_dot_worker__pb2.StreamResponse.FromString,
+                _registered_method=True)
         self.GetWorkerStats = channel.unary_unary(
                 '/fastswitch.v1.Worker/GetWorkerStats',
                 request_serializer=fastswitch_dot_v1_dot_worker__pb2.GetWorkerStatsRequest.SerializeToString,
@@ -49,13 +55,22 @@ class WorkerStub:
 
 
 class WorkerServicer:
-    """Scheduler-facing API of a GPU worker. The scheduler decides who runs (policy); the worker
-    decides how to switch (mechanism).
+    """Cluster-facing API of a GPU worker. The scheduler decides who runs (policy, the control
+    plane); the worker decides how to switch (mechanism); frontends hand it requests and receive
+    their tokens (the data plane). Tokens never pass through the scheduler.
     """
 
     def Session(self, request_iterator, context):
-        """One session per scheduler: commands down, events up. The worker emits at most one
-        SessionResponse per engine step carrying all new tokens of that step.
+        """One session per scheduler: commands down, compact per-step progress up (counts and state
+        changes, never token ids). Requests outlive sessions: a new scheduler adopts them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
+        """One stream per frontend: requests staged down (prompt, sampling), their tokens up, at most
+        one StreamResponse per engine step for all of that frontend's requests.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +91,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     request_deserializer=fastswitch_dot_v1_dot_worker__pb2.SessionRequest.FromString,
                     response_serializer=fastswitch_dot_v1_dot_worker__pb2.SessionResponse.SerializeToString,
             ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=fastswitch_dot_v1_dot_worker__pb2.StreamRequest.FromString,
+                    response_serializer=fastswitch_dot_v1_dot_worker__pb2.StreamResponse.SerializeToString,
+            ),
             'GetWorkerStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkerStats,
                     request_deserializer=fastswitch_dot_v1_dot_worker__pb2.GetWorkerStatsRequest.FromString,
@@ -90,8 +110,9 @@ def add_WorkerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Worker:
-    """Scheduler-facing API of a GPU worker. The scheduler decides who runs (policy); the worker
-    decides how to switch (mechanism).
+    """Cluster-facing API of a GPU worker. The scheduler decides who runs (policy, the control
+    plane); the worker decides how to switch (mechanism); frontends hand it requests and receive
+    their tokens (the data plane). Tokens never pass through the scheduler.
     """
 
     @staticmethod
@@ -111,6 +132,33 @@ class Worker:
             '/fastswitch.v1.Worker/Session',
             fastswitch_dot_v1_dot_worker__pb2.SessionRequest.SerializeToString,
             fastswitch_dot_v1_dot_worker__pb2.SessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fastswitch.v1.Worker/Stream',
+            fastswitch_dot_v1_dot_worker__pb2.StreamRequest.SerializeToString,
+            fastswitch_dot_v1_dot_worker__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

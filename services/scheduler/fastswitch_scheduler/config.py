@@ -10,7 +10,7 @@ from fastswitch.settings import setting
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 TRACE_PATTERNS = ("random", "markov")
-DEFAULT_PORT = 50051
+DEFAULT_PORT = 50052
 # A request waits for the next tick to be admitted (half a tick on average), and a tick with
 # 1,000 queued requests costs 0.2-0.8 ms of scheduler CPU (benchmarks/results/
 # scheduler_tick_cpu.json). 20 ms adds at most 20 ms to time-to-first-token and keeps the tick
@@ -22,7 +22,9 @@ DEFAULT_TICK_MS = 20.0
 @dataclass(frozen=True)
 class SchedulerConfig:
     listen: str = setting(f"0.0.0.0:{DEFAULT_PORT}", env="FASTSWITCH_SCHEDULER_LISTEN",
-                          metavar="HOST:PORT", help="gRPC address clients call")
+                          metavar="HOST:PORT", help=(
+                              "gRPC address the frontends call (fastswitch.v1.Control; the "
+                              "cluster token is required)"))
     workers: tuple[str, ...] = setting((), metavar="HOST:PORT,...", help=(
         "worker addresses, comma-separated; a name resolving to several addresses (a headless "
         "Service) means one worker per address, resolved again every --discovery-interval-s"))
@@ -30,16 +32,15 @@ class SchedulerConfig:
     kvstore_addr: str = setting("", metavar="HOST:PORT", help=(
         "the kvstore, to route a conversation's next turn to the worker holding its KV "
         "(none: least-loaded routing only)"))
-    model: str = setting("tiny", help=(
-        "checkpoint directory (its tokenizer.json) or preset name: the tokenizer of the prompts"))
     policy: str = setting("vtc", choices=POLICIES, help=(
         "who runs: vtc (fair share of tokens by tenant weight), fcfs, priority (the clients'), "
         "trace (the FastSwitch paper's changing priorities)"))
     tick_ms: float = setting(DEFAULT_TICK_MS, help=(
         "milliseconds between scheduling decisions; a new request waits for the next one"))
     tenants_file: str = setting("", metavar="FILE", help=(
-        'JSON {"tokens": {token: tenant}, "weights": {tenant: weight}, "admins": [tenant]}; '
-        "without it every caller is the anonymous tenant"))
+        'JSON {"tokens": {token: tenant}, "weights": {tenant: weight}, "admins": [tenant]}, the '
+        "frontends' file: the tenants' weights and admins; without it every caller is the "
+        "anonymous tenant"))
     # VTC: weights of prompt and generated tokens, and the hysteresis (in virtual tokens) a
     # waiting tenant must lead a running one by before it is preempted.
     vtc_input_weight: float = setting(1.0, help="vtc: virtual cost of one prompt token")

@@ -1,4 +1,10 @@
-"""SchedulerCore: the cluster's requests, the workers' links, the tick that applies policy.
+"""SchedulerCore: the cluster's requests (counts, not tokens), the workers' and frontends'
+sessions, the tick that applies policy.
+
+The control plane: frontends submit requests and own their streams; workers stream tokens to
+those frontends directly and tell the scheduler only per-step counts and state changes. The
+scheduler's state can be rebuilt from what both report: a restarted scheduler adopts the
+requests the workers hold (their hellos) as the frontends submit them again (their sessions).
 
 Runs on one asyncio loop; nothing here is thread-safe and nothing needs to be.
 """
@@ -6,17 +12,16 @@ Runs on one asyncio loop; nothing here is thread-safe and nothing needs to be.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from dataclasses import dataclass
 
 import grpc
 
-from fastswitch.tokenizer import IncrementalDetokenizer, Tokenizer, load_tokenizer
-from fastswitch.v1 import common_pb2, scheduler_pb2, worker_pb2
+from fastswitch.tenants import TenantRegistry, TenantState
+from fastswitch.v1 import common_pb2, control_pb2, worker_pb2
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_scheduler.discovery import resolve_targets
+from fastswitch_scheduler.frontend_sessions import FRONTEND_GRACE_S, FrontendSession
 from fastswitch_scheduler.kv_lookup import KVLookup
 from fastswitch_scheduler.policy import (
     PolicyParams,
@@ -28,11 +33,16 @@ from fastswitch_scheduler.policy import (
 from fastswitch_scheduler.priority_trace import PriorityTrace
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
-from fastswitch_scheduler.tenants import TenantRegistry, TenantState
 from fastswitch_scheduler.worker_events import Finish, read_step_event
 from fastswitch_scheduler.worker_link import WorkerLink
 
 log = logging.getLogger("fastswitch.scheduler")
+# A request a frontend says some worker holds waits this long for that worker's hello before
+# it is placed again; a request a worker holds that no frontend claims within this long is an
+# orphan (its frontend died while no scheduler ran) and is aborted.
+ADOPTION_GRACE_S = 10.0
+RUNNING_STATES = (common_pb2.REQUEST_STATE_RUNNING, common_pb2.REQUEST_STATE_SWAPPING_IN,
+                  common_pb2.REQUEST_STATE_WAITING)
 
 
 class SchedulerCore:
@@ -47,11 +57,12 @@ class SchedulerCore:
         self.links: dict[str, WorkerLink] = {}
         self.kv_lookup = KVLookup(config.kvstore_addr, config.security) if config.kvstore_addr else None
         self.requests = RequestTable()
-        self.tokenizer: Tokenizer | None = None
-        self.max_model_len = 0
-        self.vocab_size = 0
+        self.frontends: dict[str, FrontendSession] = {}
+        self.frontend_lost_s: dict[str, float] = {}  # frontend id -> when its session ended
+        # Requests workers hold that no frontend has submitted (yet) to this scheduler:
+        # request id -> (worker id, what the worker reported, when).
+        self.unclaimed: dict[str, tuple[str, worker_pb2.HeldRequest, float]] = {}
         self.num_ticks = 0
-        self._ids = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         # Orders schedulers contending for a worker's session (a rolling update): the newer wins.
@@ -88,10 +99,12 @@ class SchedulerCore:
                 log.exception("worker discovery failed")
 
     async def stop(self) -> None:
+        """Stops deciding; the requests stay with their workers and frontends for the next
+        scheduler to adopt."""
         for task in self._tasks:
             task.cancel()
-        for request in self.requests.values():
-            self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE, "scheduler is shutting down"))
+        for session in self.frontends.values():
+            session.close()
         for link in self.links.values():
             await link.stop()
         if self.kv_lookup is not None:
@@ -104,7 +117,37 @@ class SchedulerCore:
         """Workers that take new requests (connected and not draining)."""
         return [link for link in self.ready_links() if not link.is_draining]
 
-    # ---- requests -------------------------------------------------------------------------
+    def directory(self) -> control_pb2.WorkerDirectory:
+        """The ready workers, as frontends need them (address, TLS name, model facts)."""
+        return control_pb2.WorkerDirectory(workers=[
+            control_pb2.WorkerEndpoint(worker_id=link.worker_id, address=link.address,
+                                       server_name=link.server_name, hello=link.hello)
+            for link in self.ready_links()])
+
+    def _publish_directory(self) -> None:
+        directory = self.directory()
+        for session in self.frontends.values():
+            session.send_directory(directory)
+
+    # ---- frontends ------------------------------------------------------------------------
+    def open_frontend(self, frontend_id: str) -> FrontendSession:
+        """Mutates: a frontend's (new) session; a previous one of the same frontend ends."""
+        old = self.frontends.pop(frontend_id, None)
+        if old is not None:
+            old.close()
+        self.frontend_lost_s.pop(frontend_id, None)
+        session = self.frontends[frontend_id] = FrontendSession(frontend_id)
+        session.send_directory(self.directory())
+        log.info("frontend connected", extra={"frontend": frontend_id})
+        return session
+
+    def close_frontend(self, session: FrontendSession) -> None:
+        """Mutates: its requests wait FRONTEND_GRACE_S for it to come back (the tick)."""
+        if self.frontends.get(session.frontend_id) is session:
+            del self.frontends[session.frontend_id]
+            self.frontend_lost_s[session.frontend_id] = time.monotonic()
+            log.info("frontend disconnected", extra={"frontend": session.frontend_id})
+
     def admission_refusal(self, tenant: TenantState) -> str | None:
         """Why a new request of `tenant` would overload the cluster (RESOURCE_EXHAUSTED), or
         None when it may be queued."""
@@ -116,26 +159,65 @@ class SchedulerCore:
                     "its limit (--max-queued-per-tenant); retry later")
         return None
 
-    async def submit(self, request: ClusterRequest) -> None:
-        """Mutates: registers the request and routes it. Caller validated it."""
-        # The epoch keeps ids unique across scheduler restarts: a worker may still hold a
-        # previous scheduler's request while it hands the session over.
-        request.request_id = (f"{request.tenant.name}/{request.client_request_id}/"
-                              f"{self.epoch:x}.{next(self._ids)}")
-        if not self.requests.has_tenant(request.tenant.name):
+    async def submit(self, session: FrontendSession, submit: control_pb2.SubmitRequest) -> None:
+        """Mutates: registers a frontend's request and routes it; refusals go back as
+        RequestEnd. A request submitted again (a new session) keeps its state, or is adopted
+        from the worker that holds it."""
+        known = self.requests.get(submit.request_id)
+        if known is not None:
+            if known.frontend_id == session.frontend_id and known.worker_id is not None:
+                session.place(known.request_id, known.worker_id)
+            return
+        tenant = self.tenants.tenants.get(submit.tenant)
+        if tenant is None:
+            session.end(submit.request_id, grpc.StatusCode.PERMISSION_DENIED,
+                        "the frontend's tenant is not in the scheduler's tenants file")
+            return
+        if self.requests.find(tenant.name, submit.client_request_id) is not None:
+            session.end(submit.request_id, grpc.StatusCode.ALREADY_EXISTS,
+                        f"request {submit.client_request_id!r} is running")
+            return
+        is_resubmitted = bool(submit.worker_id) or submit.num_generated_tokens > 0
+        if not is_resubmitted and (refusal := self.admission_refusal(tenant)) is not None:
+            session.end(submit.request_id, grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+            return
+        request = ClusterRequest(
+            request_id=submit.request_id, client_request_id=submit.client_request_id,
+            tenant=tenant, frontend_id=session.frontend_id,
+            num_prompt_tokens=submit.num_prompt_tokens, max_tokens=submit.max_tokens,
+            conversation_id=submit.conversation_id, priority=submit.priority,
+            num_generated_tokens=submit.num_generated_tokens,
+            is_prompt_charged=submit.num_generated_tokens > 0,
+            claimed_worker_id=submit.worker_id)
+        if not self.requests.has_tenant(tenant.name):
             active = [self.tenants.tenants[name] for name in self.requests.tenant_names()]
-            self.tenants.lift(request.tenant, active)
-        request.detokenizer = IncrementalDetokenizer(self.tokenizer, prompt_token_ids=request.prompt_token_ids)
+            self.tenants.lift(tenant, active)
         self.requests.add(request)
+        unclaimed = self.unclaimed.pop(request.request_id, None)
+        if unclaimed is not None:
+            self._adopt(request, *unclaimed[:2])
+            return
         await self._route(request)
 
+    def _adopt(self, request: ClusterRequest, worker_id: str, held: worker_pb2.HeldRequest) -> None:
+        """Mutates: the request keeps running where it is (its worker reported it held)."""
+        request.worker_id = worker_id
+        request.claimed_worker_id = ""
+        request.is_admitted = held.is_admitted
+        request.num_generated_tokens = max(request.num_generated_tokens, held.num_generated_tokens)
+        if held.is_admitted:
+            request.is_prompt_charged = request.is_prompt_charged or held.num_generated_tokens > 0
+            request.mark_phase(Phase.RUNNING if held.state in RUNNING_STATES else Phase.PREEMPTED)
+        log.debug("request adopted", extra={"request_id": request.request_id, "worker": worker_id})
+
     async def _route(self, request: ClusterRequest) -> None:
-        """Sticky: a conversation's next turn goes where its KV is; else the least loaded."""
-        if not self.routable_links():
-            return  # routed by the tick once a worker is ready
+        """Sticky: a conversation's next turn goes where its KV is; else the least loaded.
+        The owning frontend is told where, and stages the request there."""
+        if request.claimed_worker_id or not self.routable_links():
+            return  # routed by the tick: once the claim is settled, or a worker is ready
         holder = None
         if request.conversation_id and self.kv_lookup is not None:
-            holder = await self.kv_lookup.worker_of(request.scoped_conversation_id)
+            holder = await self.kv_lookup.worker_of(request.conversation_id)
         # After the lookup, look again: the request may have finished, or been routed by the
         # tick meanwhile (routing it twice would admit it on one worker while the table says
         # another); and a worker lost during the lookup must not get it (its loss handling has
@@ -143,39 +225,41 @@ class SchedulerCore:
         links = self.routable_links()
         if request.phase is Phase.FINISHED or request.worker_id is not None or not links:
             return
-        if holder is not None:
-            for link in links:
-                if link.worker_id == holder:
-                    request.worker_id = link.worker_id
-                    return
-        load = {link.worker_id: 0 for link in links}
-        for other in self.requests.values():
-            if other.worker_id in load:
-                load[other.worker_id] += other.num_tokens
-        request.worker_id = min(links, key=lambda link: load[link.worker_id] / max(1, link.capacity_tokens)).worker_id
+        chosen = next((link for link in links if link.worker_id == holder), None)
+        if chosen is None:
+            load = {link.worker_id: 0 for link in links}
+            for other in self.requests.values():
+                if other.worker_id in load:
+                    load[other.worker_id] += other.num_tokens
+            chosen = min(links, key=lambda link: load[link.worker_id] / max(1, link.capacity_tokens))
+        request.worker_id = chosen.worker_id
+        if (session := self.frontends.get(request.frontend_id)) is not None:
+            session.place(request.request_id, chosen.worker_id)
 
-    def cancel(self, request: ClusterRequest) -> None:
-        """Mutates: the client went away or asked to stop; the worker frees the KV."""
+    def cancel(self, request: ClusterRequest, failure: Failure | None = None) -> None:
+        """Mutates: the client went away or asked to stop; the worker frees the KV. With a
+        failure, the owning frontend ends the client's stream with it."""
         if request.phase is Phase.FINISHED:
             return
         self._send(request, worker_pb2.SessionRequest(abort=worker_pb2.AbortCommand(request_id=request.request_id)))
-        self.finish(request, Failure(grpc.StatusCode.CANCELLED, "cancelled"))
+        self.finish(request, failure)
 
-    def finish(self, request: ClusterRequest, final: scheduler_pb2.GenerateResponse | Failure) -> None:
-        """Mutates: ends the request's stream with `final`; a finished request stays finished."""
+    def finish(self, request: ClusterRequest, failure: Failure | None = None) -> None:
+        """Mutates: the request leaves the table; a failure goes to its frontend."""
         if request.phase is Phase.FINISHED:
             return
         request.mark_phase(Phase.FINISHED)
         self.requests.remove(request)
         self.trace.forget(request.trace_key)
-        request.responses.put_nowait(final)
+        if failure is not None and (session := self.frontends.get(request.frontend_id)) is not None:
+            session.end(request.request_id, failure.code, failure.message)
 
     def find(self, tenant: TenantState, client_request_id: str) -> ClusterRequest | None:
         return self.requests.find(tenant.name, client_request_id)
 
     def _send(self, request: ClusterRequest, msg: worker_pb2.SessionRequest) -> None:
         link = self._link_of(request.worker_id)
-        if link is not None and request.is_admitted:
+        if link is not None:
             link.send(msg)
 
     def _link_of(self, worker_id: str | None) -> WorkerLink | None:
@@ -183,20 +267,34 @@ class SchedulerCore:
 
     # ---- worker callbacks -----------------------------------------------------------------
     def _on_ready(self, link: WorkerLink) -> None:
-        hello = link.hello
-        if self.tokenizer is None:
-            specials = _Specials(hello.vocab_size, tuple(hello.eos_token_ids),
-                                 hello.bos_token_id if hello.HasField("bos_token_id") else None)
-            self.tokenizer = load_tokenizer(self.config.model, specials)
-            self.vocab_size = hello.vocab_size
-        lens = [link.hello.max_model_len for link in self.ready_links()]
-        self.max_model_len = min(lens) if lens else hello.max_model_len
+        """A worker's session opened: take over what it holds."""
+        now_s = time.monotonic()
+        for held in link.hello.held:
+            request = self.requests.get(held.request_id)
+            if request is None:
+                self.unclaimed[held.request_id] = (link.worker_id, held, now_s)
+            elif request.worker_id is None and request.claimed_worker_id == link.worker_id:
+                self._adopt(request, link.worker_id, held)
+            elif request.worker_id != link.worker_id:
+                # Placed elsewhere meanwhile (this worker was given up): free it here.
+                link.send(worker_pb2.SessionRequest(abort=worker_pb2.AbortCommand(request_id=held.request_id)))
+        held_ids = {held.request_id for held in link.hello.held}
+        for request in self.requests.values():
+            if request.claimed_worker_id == link.worker_id and request.request_id not in held_ids:
+                request.claimed_worker_id = ""  # the worker lost it: place it again
+            elif request.worker_id == link.worker_id and request.request_id not in held_ids:
+                self.move_or_fail(request, f"worker {link.worker_id} restarted")
         self.ready.set()
+        self._publish_directory()
 
     def _on_event(self, link: WorkerLink, event: worker_pb2.StepEvent) -> None:
         for outcome in read_step_event(event, link.worker_id, self.requests, self.tenants):
-            if isinstance(outcome, Finish):
-                self.finish(outcome.request, outcome.final)
+            if isinstance(outcome, Finish) and outcome.failure is not None:
+                # Refused or failed there: the abort also clears an admit the worker holds for
+                # a stage it refused (they travel apart).
+                self.cancel(outcome.request, outcome.failure)
+            elif isinstance(outcome, Finish):
+                self.finish(outcome.request)
             else:
                 self.move_or_fail(outcome.request, outcome.reason)
 
@@ -206,6 +304,7 @@ class SchedulerCore:
             self.move_or_fail(request, f"worker {link.worker_id} is unavailable")
         if not self.ready_links():
             self.ready.clear()
+        self._publish_directory()
 
     def move_or_fail(self, request: ClusterRequest, reason: str) -> None:
         others = [link for link in self.routable_links() if link.worker_id != request.worker_id]
@@ -227,9 +326,13 @@ class SchedulerCore:
                 log.exception("scheduler tick failed")
 
     async def tick(self) -> None:
-        """Mutates: routes unrouted requests, then on every worker turns the policy's choice
-        into admit / resume / preempt commands."""
+        """Mutates: settles what the restarts left (claims, orphans, lost frontends), routes
+        unrouted requests, then on every worker turns the policy's choice into admit / resume
+        / preempt commands."""
         self.num_ticks += 1
+        now_s = time.monotonic()
+        self._settle_adoptions(now_s)
+        self._drop_lost_frontends(now_s)
         self._move_off_lost_links()
         for request in [r for r in self.requests.values() if r.worker_id is None]:
             await self._route(request)
@@ -240,11 +343,41 @@ class SchedulerCore:
                                               self.num_ticks)
             trace_priorities = {r.request_id: by_key[r.trace_key] for r in self.requests.values()}
         key = order_key(self.params, trace_priorities)
+        by_worker: dict[str, list[ClusterRequest]] = {}
+        for request in self.requests.values():
+            if request.worker_id is not None:
+                by_worker.setdefault(request.worker_id, []).append(request)
         for link in self.ready_links():
-            candidates = [r for r in self.requests.values() if r.worker_id == link.worker_id]
+            candidates = by_worker.get(link.worker_id, [])
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
             self._apply(link, plan_worker(candidates, chosen), chosen)
+
+    def _settle_adoptions(self, now_s: float) -> None:
+        """Mutates: claims no worker confirmed in time are dropped (the request is placed
+        again); held requests no frontend claimed in time are aborted on their worker."""
+        for request in self.requests.values():
+            if request.claimed_worker_id and now_s - request.arrival_s > ADOPTION_GRACE_S:
+                request.claimed_worker_id = ""
+        for request_id, (worker_id, _, since_s) in list(self.unclaimed.items()):
+            if now_s - since_s > ADOPTION_GRACE_S:
+                del self.unclaimed[request_id]
+                link = self._link_of(worker_id)
+                if link is not None:
+                    link.send(worker_pb2.SessionRequest(abort=worker_pb2.AbortCommand(request_id=request_id)))
+
+    def _drop_lost_frontends(self, now_s: float) -> None:
+        """Mutates: a frontend gone FRONTEND_GRACE_S has lost its clients: its requests are
+        cancelled (their workers free the KV)."""
+        gone = {fid for fid, since_s in self.frontend_lost_s.items()
+                if now_s - since_s > FRONTEND_GRACE_S}
+        if not gone:
+            return
+        for request in self.requests.values():
+            if request.frontend_id in gone:
+                self.cancel(request)
+        for frontend_id in gone:
+            del self.frontend_lost_s[frontend_id]
 
     def _move_off_lost_links(self) -> None:
         """Mutates: a safety net under the loss callbacks — a request on a worker whose link is
@@ -273,7 +406,7 @@ class SchedulerCore:
             link.send(worker_pb2.SessionRequest(resume=worker_pb2.ResumeCommand(request_id=request.request_id)))
             request.mark_phase(Phase.RUNNING)
         for request in plan.to_admit:
-            link.send(worker_pb2.SessionRequest(admit=self._admit_command(request)))
+            link.send(worker_pb2.SessionRequest(admit=worker_pb2.AdmitCommand(request_id=request.request_id)))
             request.is_admitted = True
             request.mark_phase(Phase.RUNNING)
         if plan.to_preempt or plan.to_resume or plan.to_admit:
@@ -281,21 +414,3 @@ class SchedulerCore:
             ranks = {r.request_id: len(chosen) - i for i, r in enumerate(chosen)}
             link.send(worker_pb2.SessionRequest(
                 update_priorities=worker_pb2.UpdatePrioritiesCommand(priorities=ranks)))
-
-    def _admit_command(self, request: ClusterRequest) -> worker_pb2.AdmitCommand:
-        stop = common_pb2.StopConditions()
-        stop.CopyFrom(request.stop)
-        stop.max_tokens = request.num_remaining_tokens
-        return worker_pb2.AdmitCommand(
-            request_id=request.request_id, prompt_token_ids=request.admit_prompt(),
-            sampling=request.sampling, stop=stop, conversation_id=request.scoped_conversation_id,
-            priority=request.priority)
-
-
-@dataclass(frozen=True)
-class _Specials:
-    """The model facts a worker announces, as the tokenizer wants them."""
-
-    vocab_size: int
-    eos_token_ids: tuple[int, ...]
-    bos_token_id: int | None

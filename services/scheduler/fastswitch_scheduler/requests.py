@@ -1,17 +1,14 @@
-"""A client request as the scheduler tracks it across workers, preemptions and streams."""
+"""A client request as the scheduler tracks it across workers and preemptions."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 from dataclasses import dataclass, field
 
 import grpc
 
-from fastswitch.tokenizer import IncrementalDetokenizer
-from fastswitch.v1 import common_pb2
-from fastswitch_scheduler.tenants import TenantState
+from fastswitch.tenants import TenantState
 
 
 class Phase(enum.Enum):
@@ -23,7 +20,7 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True)
 class Failure:
-    """Ends a client stream with a gRPC status."""
+    """Ends a request with a gRPC status (sent to its frontend as a RequestEnd)."""
 
     code: grpc.StatusCode
     message: str
@@ -31,37 +28,38 @@ class Failure:
 
 @dataclass(eq=False)
 class ClusterRequest:
-    request_id: str  # scheduler-wide unique id, used with workers
+    """Counts, not tokens: the frontend that owns the request holds its prompt and output."""
+
+    request_id: str  # cluster-wide unique, made by the owning frontend
     client_request_id: str
     tenant: TenantState
-    prompt_token_ids: list[int]
-    sampling: common_pb2.SamplingParams
-    stop: common_pb2.StopConditions
-    conversation_id: str = ""
+    frontend_id: str
+    num_prompt_tokens: int
+    max_tokens: int  # new tokens the request may produce in all
+    conversation_id: str = ""  # scoped to the tenant by the frontend ("<tenant>:<id>")
     priority: int = 0
+    num_generated_tokens: int = 0
     arrival_s: float = field(default_factory=time.monotonic)
     worker_id: str | None = None
     unrouted_since_s: float = field(default_factory=time.monotonic)  # while worker_id is None
+    # A worker the frontend says holds the request (after a scheduler restart), until that
+    # worker's hello confirms or denies it; the request is not routed elsewhere meanwhile.
+    claimed_worker_id: str = ""
     phase: Phase = Phase.QUEUED
     is_admitted: bool = False  # the current worker knows this request
-    generated_token_ids: list[int] = field(default_factory=list)
     is_prompt_charged: bool = False
-    num_reused_prompt_tokens: int = 0
     first_admit_s: float | None = None
-    first_token_s: float | None = None
     num_preemptions: int = 0
     preempted_since_s: float | None = None
     swapped_ms: float = 0.0
-    detokenizer: IncrementalDetokenizer | None = None
-    responses: asyncio.Queue = field(default_factory=asyncio.Queue)
 
     @property
     def num_tokens(self) -> int:
-        return len(self.prompt_token_ids) + len(self.generated_token_ids)
+        return self.num_prompt_tokens + self.num_generated_tokens
 
     @property
     def num_remaining_tokens(self) -> int:
-        return self.stop.max_tokens - len(self.generated_token_ids)
+        return self.max_tokens - self.num_generated_tokens
 
     def kv_tokens_needed(self, headroom_tokens: int) -> int:
         """Estimate of the GPU KV this request occupies soon if it runs."""
@@ -72,16 +70,6 @@ class ClusterRequest:
         """Stable across runs (unlike request_id): the priority trace's key, so replaying a
         workload with the same client ids replays the same priority changes."""
         return f"{self.tenant.name}/{self.client_request_id}"
-
-    @property
-    def scoped_conversation_id(self) -> str:
-        """The conversation id workers and the kvstore see: scoped to the tenant, so one
-        tenant can neither reuse nor evict another's conversation KV by naming it."""
-        return f"{self.tenant.name}:{self.conversation_id}" if self.conversation_id else ""
-
-    def admit_prompt(self) -> list[int]:
-        """What a worker must prefill: the prompt, plus tokens already generated elsewhere."""
-        return self.prompt_token_ids + self.generated_token_ids
 
     def mark_phase(self, phase: Phase) -> None:
         """Mutates: phase change with preemption timing."""

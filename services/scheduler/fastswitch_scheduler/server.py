@@ -1,4 +1,5 @@
-"""Starts the scheduler: core, gRPC server with health and reflection, graceful shutdown."""
+"""Starts the scheduler (the control plane): core, the Control service for the frontends, health
+and reflection, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import logging
 import signal
 
 from fastswitch import grpc_server, transport
-from fastswitch.v1 import scheduler_pb2, scheduler_pb2_grpc
+from fastswitch.tenants import TenantRegistry
+from fastswitch.v1 import control_pb2, control_pb2_grpc
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_scheduler.control_servicer import ControlServicer
 from fastswitch_scheduler.core import SchedulerCore
-from fastswitch_scheduler.servicer import SchedulerServicer
-from fastswitch_scheduler.tenants import TenantRegistry
 
 log = logging.getLogger("fastswitch.scheduler")
-SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
+SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 
 class SchedulerServer:
@@ -22,8 +23,8 @@ class SchedulerServer:
 
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config
-        # The public port: tenants authenticate per call (tenants.py), not with the cluster token.
-        self.server = transport.server(config.security, require_cluster_token=False)
+        # Only the cluster's own frontends call it: tenants authenticate at the frontends.
+        self.server = transport.server(config.security, require_cluster_token=True)
         self.health = grpc_server.ServiceHealth(self.server, SERVICE_NAME)
         grpc_server.enable_reflection(self.server, SERVICE_NAME)
         self.port = transport.bind(self.server, config.listen, config.security)
@@ -31,7 +32,7 @@ class SchedulerServer:
                                            output_weight=config.vtc_output_weight,
                                            allow_anonymous_admin=config.allow_anonymous_admin)
         self.core = SchedulerCore(config, tenants)
-        scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self.core), self.server)
+        control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(self.core), self.server)
         self._health_task: asyncio.Task | None = None
         self.is_serving = False  # what health reports
 

@@ -1,19 +1,19 @@
-"""Reads a worker's StepEvent against the request table: streams tokens to the clients,
-charges the tenants, records the state changes the worker made on its own, and returns what
-the scheduler must do next (finish a request, or move it elsewhere). It changes no table
+"""Reads a worker's StepEvent against the request table: counts the tokens each request got
+(the tokens themselves went to its frontend), charges the tenants, records the state changes
+the worker made on its own, and returns what the scheduler must do next (finish a request, or
+move it elsewhere). It changes no table
 membership itself: the core applies the outcomes, so this module needs nothing from it."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import grpc
 
-from fastswitch.v1 import common_pb2, scheduler_pb2, worker_pb2
+from fastswitch.tenants import TenantRegistry
+from fastswitch.v1 import common_pb2, worker_pb2
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
-from fastswitch_scheduler.tenants import TenantRegistry
 
 STATUS_BY_CODE = {code.value[0]: code for code in grpc.StatusCode}
 PREEMPTED_STATES = (common_pb2.REQUEST_STATE_SWAPPING_OUT, common_pb2.REQUEST_STATE_SWAPPED)
@@ -21,10 +21,11 @@ PREEMPTED_STATES = (common_pb2.REQUEST_STATE_SWAPPING_OUT, common_pb2.REQUEST_ST
 
 @dataclass(frozen=True)
 class Finish:
-    """The request is done: end its stream with `final`."""
+    """The request is done: it completed on the worker (failure None: its frontend has the
+    last tokens already), or it failed with `failure`."""
 
     request: ClusterRequest
-    final: scheduler_pb2.GenerateResponse | Failure
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ Outcome = Finish | Move
 
 def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: RequestTable,
                     tenants: TenantRegistry) -> list[Outcome]:
-    """Mutates the requests' progress and the tenants' counters; pushes streamed responses.
-    Returns at most one outcome per request, in event order."""
+    """Mutates the requests' progress and the tenants' counters. Returns at most one outcome
+    per request, in event order."""
     outcomes: list[Outcome] = []
     decided: set[str] = set()
 
@@ -55,11 +56,11 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
         decided.add(outcome.request.request_id)
         outcomes.append(outcome)
 
-    for output in event.outputs:
-        if (request := of_worker(output.request_id)) is not None:
-            final = _apply_output(request, output, tenants)
-            if final is not None:
-                decide(Finish(request, final))
+    for progress in event.progress:
+        if (request := of_worker(progress.request_id)) is not None:
+            _charge(request, progress, tenants)
+            if progress.finish_reason:
+                decide(Finish(request))
     for change in event.state_changes:
         if (request := of_worker(change.request_id)) is None:
             continue
@@ -76,42 +77,14 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
     return outcomes
 
 
-def _apply_output(request: ClusterRequest, output: worker_pb2.RequestOutput,
-                  tenants: TenantRegistry) -> scheduler_pb2.GenerateResponse | None:
-    """Mutates: streams the output's tokens; returns the final response when it finishes."""
-    now = time.monotonic()
+def _charge(request: ClusterRequest, progress: worker_pb2.RequestProgress,
+            tenants: TenantRegistry) -> None:
+    """Mutates: counts the step's tokens into the request and its tenant's counter; the
+    prompt once, without what was reused from a previous turn."""
+    num_prompt_tokens = 0
     if not request.is_prompt_charged:
         request.is_prompt_charged = True
-        request.num_reused_prompt_tokens = output.usage.num_reused_prompt_tokens
-        computed = output.usage.num_prompt_tokens - output.usage.num_reused_prompt_tokens
-        tenants.charge(request.tenant, num_prompt_tokens=computed, num_generated_tokens=0)
-    if output.token_ids and request.first_token_s is None:
-        request.first_token_s = now
-    request.generated_token_ids.extend(output.token_ids)
-    tenants.charge(request.tenant, num_prompt_tokens=0, num_generated_tokens=len(output.token_ids))
-    text = request.detokenizer.feed(list(output.token_ids))
-    response = scheduler_pb2.GenerateResponse(
-        request_id=request.client_request_id, token_ids=output.token_ids,
-        logprobs=output.logprobs)
-    if output.finish_reason:
-        response.text = text + request.detokenizer.flush()
-        response.finish_reason = output.finish_reason
-        response.usage.CopyFrom(common_pb2.Usage(
-            num_prompt_tokens=len(request.prompt_token_ids),
-            num_generated_tokens=len(request.generated_token_ids),
-            num_reused_prompt_tokens=request.num_reused_prompt_tokens))
-        response.timing.CopyFrom(_timing(request, now))
-        return response
-    response.text = text
-    request.responses.put_nowait(response)
-    return None
-
-
-def _timing(request: ClusterRequest, now: float) -> common_pb2.RequestTiming:
-    def ms_since_arrival(t: float | None) -> float:
-        return 0.0 if t is None else (t - request.arrival_s) * 1e3
-
-    return common_pb2.RequestTiming(
-        queue_ms=ms_since_arrival(request.first_admit_s), ttft_ms=ms_since_arrival(request.first_token_s),
-        e2e_ms=(now - request.arrival_s) * 1e3, num_preemptions=request.num_preemptions,
-        swapped_ms=request.swapped_ms)
+        num_prompt_tokens = progress.num_prompt_tokens - progress.num_reused_prompt_tokens
+    request.num_generated_tokens += progress.num_new_tokens
+    tenants.charge(request.tenant, num_prompt_tokens=num_prompt_tokens,
+                   num_generated_tokens=progress.num_new_tokens)

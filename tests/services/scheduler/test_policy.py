@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from fastswitch.v1 import common_pb2
+from fastswitch.tenants import TenantRegistry, TenantState
 from fastswitch_scheduler.policy import PolicyParams, order_key, plan_worker, select_running
 from fastswitch_scheduler.requests import ClusterRequest, Phase
-from fastswitch_scheduler.tenants import TenantRegistry, TenantState
 
 
 def request(name: str, tenant: TenantState, *, num_prompt_tokens: int = 10, arrival_s: float = 0.0,
              phase: Phase = Phase.QUEUED, priority: int = 0) -> ClusterRequest:
-    r = ClusterRequest(request_id=name, client_request_id=name, tenant=tenant,
-                       prompt_token_ids=[1] * num_prompt_tokens, sampling=common_pb2.SamplingParams(),
-                       stop=common_pb2.StopConditions(max_tokens=10), priority=priority,
+    r = ClusterRequest(request_id=name, client_request_id=name, tenant=tenant, frontend_id="f0",
+                       num_prompt_tokens=num_prompt_tokens, max_tokens=10, priority=priority,
                        arrival_s=arrival_s)
     r.phase, r.is_admitted = phase, phase is not Phase.QUEUED
     return r

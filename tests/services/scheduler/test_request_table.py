@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from fastswitch.v1 import common_pb2
+from fastswitch.tenants import TenantState
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest
-from fastswitch_scheduler.tenants import TenantState
 
 
 def make(request_id: str, tenant: TenantState, client_id: str) -> ClusterRequest:
     return ClusterRequest(request_id=request_id, client_request_id=client_id, tenant=tenant,
-                          prompt_token_ids=[1], sampling=common_pb2.SamplingParams(),
-                          stop=common_pb2.StopConditions(max_tokens=1))
+                          frontend_id="f0", num_prompt_tokens=1, max_tokens=1)
 
 
 def test_add_find_count_and_remove():

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from fastswitch.tokenizer import ByteTokenizer, IncrementalDetokenizer
+from fastswitch.tenants import TenantRegistry, TenantState
 from fastswitch.v1 import common_pb2, worker_pb2
 from fastswitch_scheduler.request_table import RequestTable
-from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
-from fastswitch_scheduler.tenants import TenantRegistry, TenantState
+from fastswitch_scheduler.requests import ClusterRequest, Phase
 from fastswitch_scheduler.worker_events import Finish, Move, read_step_event
 
 
@@ -17,44 +16,51 @@ def table_with(*specs: tuple[str, str]) -> tuple[RequestTable, TenantRegistry]:
     tenants = TenantRegistry(tenants={"alice": TenantState("alice")})
     table = RequestTable()
     for request_id, worker_id in specs:
-        request = ClusterRequest(
+        table.add(ClusterRequest(
             request_id=request_id, client_request_id=request_id, tenant=tenants.tenants["alice"],
-            prompt_token_ids=[65, 66, 67], sampling=common_pb2.SamplingParams(),
-            stop=common_pb2.StopConditions(max_tokens=4), worker_id=worker_id, phase=Phase.RUNNING)
-        request.detokenizer = IncrementalDetokenizer(ByteTokenizer(384), prompt_token_ids=[65, 66, 67])
-        table.add(request)
+            frontend_id="f0", num_prompt_tokens=3, max_tokens=4, worker_id=worker_id,
+            phase=Phase.RUNNING))
     return table, tenants
 
 
-def output(request_id: str, token_ids: list[int], finish=common_pb2.FINISH_REASON_UNSPECIFIED):
-    return worker_pb2.RequestOutput(request_id=request_id, token_ids=token_ids, finish_reason=finish,
-                                    usage=common_pb2.Usage(num_prompt_tokens=3))
+def progress(request_id: str, num_new_tokens: int, finish=common_pb2.FINISH_REASON_UNSPECIFIED,
+             *, num_reused: int = 0):
+    return worker_pb2.RequestProgress(request_id=request_id, num_new_tokens=num_new_tokens,
+                                      finish_reason=finish, num_prompt_tokens=3,
+                                      num_reused_prompt_tokens=num_reused)
 
 
-def test_tokens_stream_and_charge_and_a_finished_request_is_returned_not_removed():
+def test_counts_charge_and_a_finished_request_is_returned_not_removed():
     table, tenants = table_with(("r1", "w0"), ("r2", "w0"))
-    event = worker_pb2.StepEvent(outputs=[output("r1", [72]), output("r2", [73, 74], common_pb2.FINISH_REASON_LENGTH)])
+    event = worker_pb2.StepEvent(progress=[progress("r1", 1), progress("r2", 2, common_pb2.FINISH_REASON_LENGTH)])
     outcomes = read_step_event(event, "w0", table, tenants)
     assert [type(o) for o in outcomes] == [Finish] and outcomes[0].request.request_id == "r2"
-    assert outcomes[0].final.usage.num_generated_tokens == 2
+    assert outcomes[0].failure is None  # completed: its frontend has the last tokens
     assert table.get("r2") is not None  # the caller applies the outcome
-    streamed = table.get("r1").responses.get_nowait()
-    assert list(streamed.token_ids) == [72] and streamed.text == "H"
+    assert (table.get("r1").num_generated_tokens, table.get("r2").num_generated_tokens) == (1, 2)
     alice = tenants.tenants["alice"]
     assert (alice.num_served_prompt_tokens, alice.num_served_generated_tokens) == (6, 3)
+
+
+def test_the_prompt_is_charged_once_without_the_reused_part():
+    table, tenants = table_with(("r1", "w0"))
+    read_step_event(worker_pb2.StepEvent(progress=[progress("r1", 1, num_reused=2)]), "w0", table, tenants)
+    read_step_event(worker_pb2.StepEvent(progress=[progress("r1", 1, num_reused=2)]), "w0", table, tenants)
+    alice = tenants.tenants["alice"]
+    assert (alice.num_served_prompt_tokens, alice.num_served_generated_tokens) == (1, 2)
 
 
 def test_other_workers_events_are_ignored_and_one_outcome_per_request():
     table, tenants = table_with(("r1", "w0"), ("r2", "w1"))
     internal = grpc.StatusCode.INTERNAL.value[0]
     event = worker_pb2.StepEvent(
-        outputs=[output("r1", [72], common_pb2.FINISH_REASON_STOP), output("r2", [1])],
+        progress=[progress("r1", 1, common_pb2.FINISH_REASON_STOP), progress("r2", 1)],
         state_changes=[worker_pb2.RequestStateChange(request_id="r1", error_code=internal, reason="x"),
                        worker_pb2.RequestStateChange(request_id="r2", error_code=internal, reason="x")])
     outcomes = read_step_event(event, "w0", table, tenants)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Finish)
-    assert not isinstance(outcomes[0].final, Failure)  # the first decision stands
-    assert table.get("r2").generated_token_ids == []
+    assert outcomes[0].failure is None  # the first decision stands
+    assert table.get("r2").num_generated_tokens == 0
 
 
 def test_refusals_map_to_moves_or_definite_statuses():
@@ -67,6 +73,6 @@ def test_refusals_map_to_moves_or_definite_statuses():
         worker_pb2.RequestStateChange(request_id="r4", state=common_pb2.REQUEST_STATE_SWAPPED)])
     outcomes = {o.request.request_id: o for o in read_step_event(event, "w0", table, tenants)}
     assert isinstance(outcomes["r1"], Move) and "draining" in outcomes["r1"].reason
-    assert outcomes["r2"].final.code is grpc.StatusCode.INTERNAL
-    assert outcomes["r3"].final.code is grpc.StatusCode.INTERNAL  # never UNKNOWN
+    assert outcomes["r2"].failure.code is grpc.StatusCode.INTERNAL
+    assert outcomes["r3"].failure.code is grpc.StatusCode.INTERNAL  # never UNKNOWN
     assert "r4" not in outcomes and table.get("r4").phase is Phase.PREEMPTED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastswitch.v1 import common_pb2, worker_pb2
 from fastswitch_worker.engine.engine import Engine
 from fastswitch_worker.engine.kv_manager import PublishedKV, SwapDirection
@@ -84,13 +86,30 @@ def published(p: PublishedKV, block_bytes: int) -> worker_pb2.KVPublish:
                                 prefix_hash=p.prefix_hash, num_bytes=p.num_blocks * block_bytes)
 
 
-def step_event(result: StepResult, engine: Engine) -> worker_pb2.StepEvent:
-    """Called on the engine thread (reads engine state consistently)."""
-    return worker_pb2.StepEvent(
-        step=result.step,
-        outputs=[request_output(o) for o in result.outputs],
-        state_changes=[state_change(c) for c in result.state_changes],
-        capacity=capacity(engine), swap=swap_stats(engine),
-        kv_published=[published(p, engine.block_bytes) for p in result.published],
-        kv_evicted_conversation_ids=result.evicted_conversation_ids,
-        num_batched_tokens=result.num_batched_tokens, stall_ms=result.stall_ms)
+def progress(o: RequestOutput) -> worker_pb2.RequestProgress:
+    return worker_pb2.RequestProgress(
+        request_id=o.request_id, num_new_tokens=len(o.new_token_ids),
+        finish_reason=FINISH[o.finish_reason], num_prompt_tokens=o.num_prompt_tokens,
+        num_reused_prompt_tokens=o.num_reused_tokens)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One engine step, as the worker reports it: `event` for the scheduler (counts, state
+    changes and figures, no tokens), `outputs` and `state_changes` for the frontends."""
+
+    event: worker_pb2.StepEvent
+    outputs: list[worker_pb2.RequestOutput]
+    state_changes: list[worker_pb2.RequestStateChange]
+
+    @classmethod
+    def of(cls, result: StepResult, engine: Engine) -> StepReport:
+        """Called on the engine thread (reads engine state consistently)."""
+        state_changes = [state_change(c) for c in result.state_changes]
+        event = worker_pb2.StepEvent(
+            step=result.step, progress=[progress(o) for o in result.outputs],
+            state_changes=state_changes, capacity=capacity(engine), swap=swap_stats(engine),
+            kv_published=[published(p, engine.block_bytes) for p in result.published],
+            kv_evicted_conversation_ids=result.evicted_conversation_ids,
+            num_batched_tokens=result.num_batched_tokens, stall_ms=result.stall_ms)
+        return cls(event, [request_output(o) for o in result.outputs], state_changes)

@@ -15,6 +15,7 @@ log = logging.getLogger("fastswitch.worker")
 # An idle session still says something this often, so the scheduler can tell a quiet worker
 # from a hung one (a stopped process keeps its socket open; TCP alone does not notice).
 HEARTBEAT_S = 1.0
+MAX_FRONTEND_ID_CHARS = 256
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
@@ -69,6 +70,42 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 self.service.handle(session, msg)
             except Exception:  # a malformed command must not end the session
                 log.exception("bad worker command")
+
+    async def Stream(self, request_iterator, context: grpc.aio.ServicerContext):
+        """A frontend's stream: its hello first, then stages and cancels; this worker's steps
+        for its requests back, each message one step's tokens."""
+        if not self.service.is_serving:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker is not serving")
+        first = await anext(request_iterator.__aiter__(), None)
+        frontend_id = first.hello.frontend_id if first is not None and first.HasField("hello") else ""
+        if not 0 < len(frontend_id) <= MAX_FRONTEND_ID_CHARS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"a stream starts with a hello naming the frontend (1-"
+                                f"{MAX_FRONTEND_ID_CHARS} characters)")
+        queue = self.service.open_stream(frontend_id)
+        reader = asyncio.create_task(self._read_stream(request_iterator, frontend_id))
+        reader.add_done_callback(_retrieve)
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:  # the frontend hung up
+                    getter.cancel()
+                    return
+                response = getter.result()
+                if response is None:  # replaced by a newer stream, or the worker stops
+                    return
+                yield response
+        finally:
+            reader.cancel()
+            self.service.close_stream(frontend_id, queue)
+
+    async def _read_stream(self, request_iterator, frontend_id: str) -> None:
+        async for msg in request_iterator:
+            try:
+                self.service.handle_stream(frontend_id, msg)
+            except Exception:  # a malformed message must not end the stream
+                log.exception("bad stream message")
 
     async def GetWorkerStats(self, request, context) -> worker_pb2.GetWorkerStatsResponse:
         return self.service.latest_stats

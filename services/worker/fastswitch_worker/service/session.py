@@ -1,4 +1,4 @@
-"""A scheduler's session with this worker: its events, its requests, its epoch, its end.
+"""A scheduler's session with this worker: its events, its epoch, its end.
 
 One session per worker. A scheduler says which generation it is with its epoch (call metadata
 SCHEDULER_EPOCH_METADATA, a decimal integer: its start time in ns); the newer or equal epoch
@@ -32,7 +32,6 @@ class Session:
         self.epoch = epoch
         self.peer = peer
         self.events: asyncio.Queue[worker_pb2.SessionResponse] = asyncio.Queue()
-        self.request_ids: set[str] = set()
         self.closed = asyncio.Event()
         # How the stream ends once closed: None = OK, else this status and message.
         self.end_code: grpc.StatusCode | None = None

@@ -1,5 +1,6 @@
-"""The worker's logic between gRPC and the engine thread: sessions, commands, KV events,
-engine failures.
+"""The worker's logic between gRPC and the engine thread: the scheduler's session (admit,
+preempt, resume, abort; compact progress up), the frontends' streams (requests staged down,
+tokens up), KV events, engine failures.
 
 Everything here runs on the asyncio loop except the `*_engine` methods, which run on the
 engine thread and hand their results back with call_soon_threadsafe.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -18,6 +20,8 @@ from fastswitch_worker.engine.outputs import StepResult
 from fastswitch_worker.service import convert
 from fastswitch_worker.service.config import WorkerConfig
 from fastswitch_worker.service.engine_loop import EngineLoop
+from fastswitch_worker.service.frontend_outbox import FrontendOutbox
+from fastswitch_worker.service.held import Held, HeldRequests
 from fastswitch_worker.service.kvstore_client import KVStoreClient
 from fastswitch_worker.service.session import (
     SUPERSEDED_MESSAGE,
@@ -35,6 +39,7 @@ MAX_CONVERSATION_ID_CHARS = 512
 MAX_STOP_TOKEN_IDS = 1024
 ENGINE_FAILED_MESSAGE = "the worker's engine failed; it is restarting"
 FAILED_STOP_TIMEOUT_S = 10.0
+EXPIRY_CHECK_S = 1.0
 
 
 class WorkerService:
@@ -48,6 +53,8 @@ class WorkerService:
                                       config.advertise_address or config.listen, config.security)
                         if config.kvstore_addr else None)
         self.session: Session | None = None
+        self.held = HeldRequests()
+        self.outboxes: dict[str, FrontendOutbox] = {}  # frontend id -> its tokens' outbox
         self.is_draining = False
         self.max_model_len = 0  # prompt + output tokens one request may hold; set by start()
         self.latest_stats = worker_pb2.GetWorkerStatsResponse(worker_id=config.worker_id)
@@ -73,7 +80,13 @@ class WorkerService:
         self.latest_stats.capacity.CopyFrom(convert.capacity(engine))
         if self.kvstore is not None:
             await self.kvstore.register(engine.kv.host.num_blocks * engine.block_bytes)
+        self._spawn(self._expire_frontends_forever())
         return True
+
+    def _spawn(self, coroutine) -> None:
+        task = self.loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def hello(self) -> worker_pb2.WorkerHello:
         engine = self.engine_loop.engine
@@ -83,16 +96,18 @@ class WorkerService:
             max_model_len=self.max_model_len,
             # The engine thread's latest snapshot: reading live engine state from here races.
             capacity=self.latest_stats.capacity, vocab_size=mc.vocab_size,
-            eos_token_ids=engine.tokenizer.eos_token_ids, mode=self.config.engine.mode.value)
+            eos_token_ids=engine.tokenizer.eos_token_ids, mode=self.config.engine.mode.value,
+            held=[held.report() for held in self.held.values()])
         if engine.tokenizer.bos_token_id is not None:
             hello.bos_token_id = engine.tokenizer.bos_token_id
         return hello
 
-    # ---- sessions -------------------------------------------------------------------------
+    # ---- scheduler sessions ----------------------------------------------------------------
     def open_session(self, epoch: int = 0, peer: str = "") -> Session:
         """Mutates: the caller becomes this worker's scheduler. A live session with a newer
         epoch keeps the worker (SessionRefusedError); an equal or older one is superseded: its
-        stream ends ABORTED and its requests are aborted."""
+        stream ends ABORTED. Requests are not the session's: the new scheduler adopts them from
+        the hello."""
         live = self.session
         if live is not None:
             if epoch < live.epoch:
@@ -102,7 +117,7 @@ class WorkerService:
                     f"a newer scheduler (epoch {live.epoch}) holds this worker's session")
             log.warning("scheduler session handed over", extra={
                 "old_epoch": live.epoch, "old_peer": loggable(live.peer), "epoch": epoch,
-                "peer": loggable(peer), "num_aborted_requests": len(live.request_ids)})
+                "peer": loggable(peer), "num_held_requests": len(self.held)})
             self.close_session(live, grpc.StatusCode.ABORTED, SUPERSEDED_MESSAGE)
         else:
             log.info("scheduler session opened", extra={"epoch": epoch, "peer": loggable(peer)})
@@ -111,11 +126,8 @@ class WorkerService:
 
     def close_session(self, session: Session, code: grpc.StatusCode | None = None,
                       message: str = "") -> None:
-        """Mutates: the scheduler went away or was replaced: its requests have no reader any
-        more. Wakes the session's stream, which ends with `code` (OK when None)."""
-        for request_id in session.request_ids:
-            self.engine_loop.submit(lambda e, rid=request_id: e.abort(rid))
-        session.request_ids.clear()
+        """Mutates: the scheduler went away or was replaced. Wakes the session's stream, which
+        ends with `code` (OK when None). The requests keep running for their frontends."""
         session.close(code, message)
         if self.session is session:
             self.session = None
@@ -127,47 +139,127 @@ class WorkerService:
             return
         kind = msg.WhichOneof("command")
         if kind == "admit":
-            admit = msg.admit
-            problem = self._admit_problem(session, admit)
-            if problem is not None:
-                code, reason = problem
-                log.debug("admit refused", extra={"request_id": loggable(admit.request_id),
-                                                  "code": code.name, "reason": reason})
-                self._refuse(session, admit.request_id[:MAX_REQUEST_ID_CHARS], code, reason)
-                return
-            session.request_ids.add(admit.request_id)
-            self.engine_loop.submit(lambda e: self._admit_engine(e, session, admit))
+            self._admit(msg.admit.request_id)
         elif kind == "preempt":
             self.engine_loop.submit(lambda e: _if_live(e, msg.preempt.request_id, e.preempt))
         elif kind == "resume":
             self.engine_loop.submit(lambda e: _if_live(e, msg.resume.request_id, e.resume))
         elif kind == "abort":
-            session.request_ids.discard(msg.abort.request_id)
-            self.engine_loop.submit(lambda e: e.abort(msg.abort.request_id))
+            self._abort(msg.abort.request_id)
         elif kind == "update_priorities":
             ranks = dict(msg.update_priorities.priorities)  # the cluster scheduler's ranks
             self.engine_loop.submit(lambda e: e.update_ranks(ranks))
         elif kind == "drain":
             self._start_draining()
 
-    def _admit_problem(self, session: Session, admit: worker_pb2.AdmitCommand
+    def _admit(self, request_id: str) -> None:
+        if not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
+            self._refuse(request_id[:MAX_REQUEST_ID_CHARS], grpc.StatusCode.INVALID_ARGUMENT,
+                         f"request_id must be 1-{MAX_REQUEST_ID_CHARS} characters")
+            return
+        if self.is_draining and request_id not in self.held:
+            self._refuse(request_id, grpc.StatusCode.UNAVAILABLE, "worker is draining")
+            return
+        held = self.held.get_or_add(request_id)
+        held.is_admitted = True
+        self._run_if_ready(held)
+
+    def _abort(self, request_id: str) -> None:
+        """Mutates: forget the request; the engine frees its KV."""
+        held = self.held.pop(request_id)
+        if held is not None and held.is_in_engine:
+            self.engine_loop.submit(lambda e: e.abort(request_id))
+
+    def _run_if_ready(self, held: Held) -> None:
+        """Mutates: an admitted and staged request goes to the engine."""
+        if held.is_runnable:
+            held.is_in_engine = True
+            stage = held.stage
+            self.engine_loop.submit(lambda e: self._admit_engine(e, stage))
+
+    # ---- frontend streams ------------------------------------------------------------------
+    def open_stream(self, frontend_id: str) -> asyncio.Queue:
+        """Mutates: the frontend's (new) stream; returns the queue it sends from."""
+        outbox = self.outboxes.get(frontend_id)
+        if outbox is None:
+            outbox = self.outboxes[frontend_id] = FrontendOutbox(frontend_id)
+            log.info("frontend stream opened", extra={"frontend": loggable(frontend_id)})
+        return outbox.attach()
+
+    def close_stream(self, frontend_id: str, queue: asyncio.Queue) -> None:
+        outbox = self.outboxes.get(frontend_id)
+        if outbox is not None:
+            outbox.detach(queue)
+
+    def handle_stream(self, frontend_id: str, msg: worker_pb2.StreamRequest) -> None:
+        """Mutates: applies one message of a frontend's stream."""
+        kind = msg.WhichOneof("command")
+        if kind == "stage":
+            self._stage(frontend_id, msg.stage)
+        elif kind == "cancel":
+            held = self.held.get(msg.cancel.request_id)
+            if held is not None and held.frontend_id in ("", frontend_id):
+                self._abort(msg.cancel.request_id)
+
+    def _stage(self, frontend_id: str, stage: worker_pb2.StageCommand) -> None:
+        held = self.held.get(stage.request_id)
+        if held is not None and held.stage is not None and held.frontend_id == frontend_id:
+            return  # staged again after the frontend's stream reconnected: nothing to do
+        problem = self._stage_problem(frontend_id, stage)
+        if problem is not None:
+            code, reason = problem
+            log.debug("stage refused", extra={"request_id": loggable(stage.request_id),
+                                              "code": code.name, "reason": reason})
+            if code is not grpc.StatusCode.ALREADY_EXISTS:  # else the id is another's
+                self.held.pop(stage.request_id)
+            self._refuse(stage.request_id[:MAX_REQUEST_ID_CHARS], code, reason)
+            return
+        held = self.held.get_or_add(stage.request_id)
+        held.frontend_id = frontend_id
+        held.stage = stage
+        self._run_if_ready(held)
+
+    def _stage_problem(self, frontend_id: str, stage: worker_pb2.StageCommand
                        ) -> tuple[grpc.StatusCode, str] | None:
-        """Does not mutate: why an admit is refused before it reaches the engine, or None."""
-        if self.is_draining:
-            return grpc.StatusCode.UNAVAILABLE, "worker is draining"
+        """Does not mutate: why a stage is refused before it reaches the engine, or None."""
         invalid = grpc.StatusCode.INVALID_ARGUMENT
-        if not 0 < len(admit.request_id) <= MAX_REQUEST_ID_CHARS:
+        if not 0 < len(stage.request_id) <= MAX_REQUEST_ID_CHARS:
             return invalid, f"request_id must be 1-{MAX_REQUEST_ID_CHARS} characters"
-        if admit.request_id in session.request_ids:
-            return invalid, "request id is already in use"
-        if len(admit.prompt_token_ids) > self.max_model_len:
-            return invalid, (f"prompt ({len(admit.prompt_token_ids)} tokens) exceeds the model's "
+        held = self.held.get(stage.request_id)
+        if held is not None and (held.stage is not None or held.frontend_id not in ("", frontend_id)):
+            return grpc.StatusCode.ALREADY_EXISTS, "request id is already in use"
+        if self.is_draining and (held is None or not held.is_admitted):
+            return grpc.StatusCode.UNAVAILABLE, "worker is draining"
+        if len(stage.prompt_token_ids) > self.max_model_len:
+            return invalid, (f"prompt ({len(stage.prompt_token_ids)} tokens) exceeds the model's "
                              f"context of {self.max_model_len} tokens")
-        if len(admit.conversation_id) > MAX_CONVERSATION_ID_CHARS:
+        if len(stage.conversation_id) > MAX_CONVERSATION_ID_CHARS:
             return invalid, f"conversation_id must be at most {MAX_CONVERSATION_ID_CHARS} characters"
-        if len(admit.stop.stop_token_ids) > MAX_STOP_TOKEN_IDS:
+        if len(stage.stop.stop_token_ids) > MAX_STOP_TOKEN_IDS:
             return invalid, f"at most {MAX_STOP_TOKEN_IDS} stop_token_ids"
         return None
+
+    async def _expire_frontends_forever(self) -> None:
+        """A frontend gone for good (away FRONTEND_GRACE_S, or not reading) loses its requests:
+        they are aborted here and the scheduler hears CANCELLED."""
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            now_s = time.monotonic()
+            for frontend_id, outbox in list(self.outboxes.items()):
+                if outbox.is_gone(now_s):
+                    self._expire_frontend(frontend_id, outbox)
+
+    def _expire_frontend(self, frontend_id: str, outbox: FrontendOutbox) -> None:
+        del self.outboxes[frontend_id]
+        outbox.close()
+        mine = self.held.of_frontend(frontend_id)
+        log.warning("frontend gone: its requests are aborted", extra={
+            "frontend": loggable(frontend_id), "num_requests": len(mine),
+            "overflowing": outbox.is_overflowing})
+        for held in mine:
+            self._abort(held.request_id)
+            self._refuse(held.request_id, grpc.StatusCode.CANCELLED,
+                         "the frontend that owned the request went away")
 
     def _start_draining(self) -> None:
         """Tell the scheduler at once, so it stops routing here."""
@@ -176,29 +268,33 @@ class WorkerService:
             self.session.events.put_nowait(worker_pb2.SessionResponse(
                 step=worker_pb2.StepEvent(is_draining=True)))
 
-    def _refuse(self, session: Session, request_id: str, code: grpc.StatusCode, reason: str) -> None:
+    def _refuse(self, request_id: str, code: grpc.StatusCode, reason: str) -> None:
+        """Tells the scheduler the request ends here with `code` (it fails it, or moves it on
+        UNAVAILABLE, and tells the owning frontend)."""
+        if self.session is None:
+            return  # the next scheduler does not find it held, and places it again
         change = worker_pb2.RequestStateChange(
             request_id=request_id, state=common_pb2.REQUEST_STATE_ABORTED, reason=reason,
             error_code=code.value[0])
-        session.events.put_nowait(worker_pb2.SessionResponse(
+        self.session.events.put_nowait(worker_pb2.SessionResponse(
             step=worker_pb2.StepEvent(state_changes=[change])))
 
     # ---- engine thread ----------------------------------------------------------------------
-    def _admit_engine(self, engine: Engine, session: Session, admit: worker_pb2.AdmitCommand) -> None:
+    def _admit_engine(self, engine: Engine, stage: worker_pb2.StageCommand) -> None:
         try:
             engine.add_request(
-                admit.request_id, list(admit.prompt_token_ids),
-                sampling=convert.sampling_from_proto(admit.sampling),
-                stop=convert.stop_from_proto(admit.stop), conversation_id=admit.conversation_id,
-                client_priority=admit.priority)
+                stage.request_id, list(stage.prompt_token_ids),
+                sampling=convert.sampling_from_proto(stage.sampling),
+                stop=convert.stop_from_proto(stage.stop), conversation_id=stage.conversation_id,
+                client_priority=stage.priority)
         except (InvalidRequestError, ValueError) as exc:
-            self.loop.call_soon_threadsafe(self._refuse_admitted, session, admit.request_id,
+            self.loop.call_soon_threadsafe(self._refuse_admitted, stage.request_id,
                                            grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a bug, not a bad request: the id was free, undo the admit
-            log.exception("admit failed", extra={"request_id": loggable(admit.request_id)})
-            engine.abort(admit.request_id)
+            log.exception("admit failed", extra={"request_id": loggable(stage.request_id)})
+            engine.abort(stage.request_id)
             self.loop.call_soon_threadsafe(
-                self._refuse_admitted, session, admit.request_id, grpc.StatusCode.INTERNAL,
+                self._refuse_admitted, stage.request_id, grpc.StatusCode.INTERNAL,
                 f"internal error admitting the request ({type(exc).__name__})")
 
     def _on_step_failed_engine(self, request_ids: tuple[str, ...], exc: BaseException) -> None:
@@ -215,51 +311,73 @@ class WorkerService:
 
     def _on_step_engine(self, result: StepResult) -> None:
         engine = self.engine_loop.engine
-        event = convert.step_event(result, engine)
-        event.is_draining = self.is_draining
+        step = convert.StepReport.of(result, engine)
+        step.event.is_draining = self.is_draining
         stats = worker_pb2.GetWorkerStatsResponse(
-            worker_id=self.config.worker_id, capacity=event.capacity, swap=event.swap,
+            worker_id=self.config.worker_id, capacity=step.event.capacity, swap=step.event.swap,
             num_running_requests=len(engine.queues.running),
             num_swapped_requests=len(engine.queues.parked),
             num_waiting_requests=len(engine.queues.waiting))
-        self.loop.call_soon_threadsafe(self._deliver, event, stats)
+        self.loop.call_soon_threadsafe(self._deliver, step, stats)
 
     # ---- back on the asyncio loop ---------------------------------------------------------
-    def _refuse_admitted(self, session: Session, request_id: str, code: grpc.StatusCode,
-                         reason: str) -> None:
-        session.request_ids.discard(request_id)
-        self._refuse(session, request_id, code, reason)
+    def _refuse_admitted(self, request_id: str, code: grpc.StatusCode, reason: str) -> None:
+        self.held.pop(request_id)
+        self._refuse(request_id, code, reason)
 
     def _report_failed(self, request_ids: tuple[str, ...], reason: str) -> None:
-        """The engine aborted these requests after a failed step: tell their scheduler, with
+        """The engine aborted these requests after a failed step: tell the scheduler, with
         INTERNAL, before the engine's own ABORTED changes reach it."""
-        session = self.session
-        if session is None:
-            return
         for request_id in request_ids:
-            if request_id in session.request_ids:  # else it was not this scheduler's
-                session.request_ids.discard(request_id)
-                self._refuse(session, request_id, grpc.StatusCode.INTERNAL, reason)
+            if self.held.pop(request_id) is not None:  # else it was aborted meanwhile
+                self._refuse(request_id, grpc.StatusCode.INTERNAL, reason)
 
     def _fail(self, exc: BaseException) -> None:
-        """The engine is unrecoverable: end the session (the scheduler moves its requests) and
-        raise `failed`, on which the server stops and the process exits non-zero."""
+        """The engine is unrecoverable: end the session (the scheduler moves its requests)
+        and the frontends' streams, and raise `failed`, on which the server stops and the
+        process exits non-zero."""
         self.failure = exc
         if self.session is not None:
             self.close_session(self.session, grpc.StatusCode.UNAVAILABLE, ENGINE_FAILED_MESSAGE)
+        for outbox in self.outboxes.values():
+            outbox.close()
         self.failed.set()
 
-    def _deliver(self, event: worker_pb2.StepEvent, stats: worker_pb2.GetWorkerStatsResponse) -> None:
+    def _deliver(self, step: convert.StepReport, stats: worker_pb2.GetWorkerStatsResponse) -> None:
+        """Mutates: the step's counts to the scheduler, its tokens to their frontends."""
         self.latest_stats = stats
-        if self.session is not None:
-            self.session.events.put_nowait(worker_pb2.SessionResponse(step=event))
-            for output in event.outputs:
+        by_frontend: dict[str, worker_pb2.StreamResponse] = {}
+
+        def response_of(request_id: str) -> worker_pb2.StreamResponse | None:
+            held = self.held.get(request_id)
+            if held is None or not held.frontend_id:
+                return None  # aborted meanwhile: nobody waits for it
+            response = by_frontend.get(held.frontend_id)
+            if response is None:
+                response = by_frontend[held.frontend_id] = worker_pb2.StreamResponse(
+                    step=step.event.step)
+            return response
+
+        for change in step.state_changes:
+            if (held := self.held.get(change.request_id)) is not None:
+                held.state = change.state
+            if (response := response_of(change.request_id)) is not None:
+                response.state_changes.append(change)
+        for output in step.outputs:
+            if (response := response_of(output.request_id)) is not None:
+                response.outputs.append(output)
+                held = self.held.get(output.request_id)
+                held.num_generated_tokens = output.usage.num_generated_tokens
                 if output.finish_reason:
-                    self.session.request_ids.discard(output.request_id)
+                    self.held.pop(output.request_id)
+        for frontend_id, response in by_frontend.items():
+            if (outbox := self.outboxes.get(frontend_id)) is not None:
+                outbox.put(response)
+        if self.session is not None:
+            self.session.events.put_nowait(worker_pb2.SessionResponse(step=step.event))
+        event = step.event
         if self.kvstore is not None and (event.kv_published or event.kv_evicted_conversation_ids):
-            task = self.loop.create_task(self._sync_kvstore(event))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._sync_kvstore(event))
 
     async def _sync_kvstore(self, event: worker_pb2.StepEvent) -> None:
         for conversation_id in event.kv_evicted_conversation_ids:
@@ -273,19 +391,23 @@ class WorkerService:
             + self.latest_stats.num_waiting_requests
 
     async def drain(self) -> None:
-        """Stop admitting; let running requests finish for up to drain_timeout_s; abort the rest
-        with reason "draining" so the scheduler can move them."""
+        """Stop admitting; let running requests finish for up to drain_timeout_s; hand the
+        rest back (UNAVAILABLE "draining": the scheduler moves them)."""
         self._start_draining()
         deadline = self.loop.time() + self.config.drain_timeout_s
-        while (self.session is not None and self.session.request_ids and self.failure is None
-               and self.loop.time() < deadline):
+        while self.held.in_engine() and self.failure is None and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
+        for held in self.held.values():
+            self._abort(held.request_id)
+            self._refuse(held.request_id, grpc.StatusCode.UNAVAILABLE, "draining")
         if self.session is not None:
-            for request_id in list(self.session.request_ids):
-                self._refuse(self.session, request_id, grpc.StatusCode.UNAVAILABLE, "draining")
             self.close_session(self.session)
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for outbox in self.outboxes.values():
+            outbox.close()
         if self.engine_loop.ready.is_set():
             # A failed engine may hang in its last copies: do not wait on it for ever.
             timeout_s = None if self.failure is None else FAILED_STOP_TIMEOUT_S

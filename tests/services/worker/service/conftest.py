@@ -1,5 +1,6 @@
 """A real WorkerServer (tiny preset model, CPU) on 127.0.0.1:0 and scheduler-side sessions to
-it over real gRPC channels that present the cluster token, as the scheduler's do."""
+it over real gRPC channels that present the cluster token, as the scheduler's do; each session
+also opens the stream a frontend opens, to stage requests and receive their tokens."""
 
 from __future__ import annotations
 
@@ -26,35 +27,65 @@ STATUS_BY_CODE = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class SchedulerSession:
-    """One Worker/Session stream opened the way a scheduler opens it: commands down, events
-    up. Records every output and state change it reads."""
+    """One Worker/Session stream opened the way a scheduler opens it (commands down, counts
+    up), and one Worker/Stream opened the way a frontend opens it (stages down, tokens up).
+    Records every finish, token and state change it reads."""
 
-    def __init__(self, channel: grpc.aio.Channel, epoch: int | str | None = None) -> None:
+    def __init__(self, channel: grpc.aio.Channel, epoch: int | str | None = None, *,
+                 frontend_id: str = "test-frontend") -> None:
+        self.frontend_id = frontend_id
         self._outbox: asyncio.Queue[worker_pb2.SessionRequest | None] = asyncio.Queue()
         metadata = (((transport.SCHEDULER_EPOCH_METADATA, str(epoch)),)
                     if epoch is not None else ())
-        self.call = worker_pb2_grpc.WorkerStub(channel).Session(self._commands(), metadata=metadata)
+        stub = worker_pb2_grpc.WorkerStub(channel)
+        self.call = stub.Session(self._commands(self._outbox), metadata=metadata)
+        self._stream_outbox: asyncio.Queue[worker_pb2.StreamRequest | None] = asyncio.Queue()
+        self._stream_outbox.put_nowait(worker_pb2.StreamRequest(
+            hello=worker_pb2.StreamHello(frontend_id=frontend_id)))
+        self.stream = stub.Stream(self._commands(self._stream_outbox))
+        self._stream_reader = asyncio.ensure_future(self._read_stream())
         self.tokens: dict[str, list[int]] = {}
         self.finish_reasons: dict[str, int] = {}
         self.changes: list[worker_pb2.RequestStateChange] = []
+        self.stream_error: grpc.aio.AioRpcError | None = None
 
-    async def _commands(self):
-        while (msg := await self._outbox.get()) is not None:
+    @staticmethod
+    async def _commands(outbox: asyncio.Queue):
+        while (msg := await outbox.get()) is not None:
             yield msg
+
+    async def _read_stream(self) -> None:
+        try:
+            async for response in self.stream:
+                for output in response.outputs:
+                    self.tokens.setdefault(output.request_id, []).extend(output.token_ids)
+        except grpc.aio.AioRpcError as exc:  # the tests look at the session's status instead
+            self.stream_error = exc
 
     def send(self, msg: worker_pb2.SessionRequest) -> None:
         self._outbox.put_nowait(msg)
 
-    def admit(self, request_id: str, prompt: list[int] | None = None, *, max_tokens: int = 4,
+    def stage(self, request_id: str, prompt: list[int] | None = None, *, max_tokens: int = 4,
               **sampling) -> None:
-        self.send(worker_pb2.SessionRequest(admit=worker_pb2.AdmitCommand(
+        """The frontend's part: the request's data, over the stream."""
+        self._stream_outbox.put_nowait(worker_pb2.StreamRequest(stage=worker_pb2.StageCommand(
             request_id=request_id, prompt_token_ids=prompt or [1, 40, 41, 42, 43],
             sampling=common_pb2.SamplingParams(**sampling),
             stop=common_pb2.StopConditions(max_tokens=max_tokens, ignore_eos=True))))
 
+    def admit(self, request_id: str, prompt: list[int] | None = None, *, max_tokens: int = 4,
+              **sampling) -> None:
+        """Stage (the frontend) and admit (the scheduler)."""
+        self.stage(request_id, prompt, max_tokens=max_tokens, **sampling)
+        self.send(worker_pb2.SessionRequest(admit=worker_pb2.AdmitCommand(request_id=request_id)))
+
     def hang_up(self) -> None:
-        """The scheduler closes its side of the stream."""
+        """The scheduler closes its side of the session."""
         self._outbox.put_nowait(None)
+
+    def close_stream(self) -> None:
+        """The frontend closes its side of the stream."""
+        self._stream_outbox.put_nowait(None)
 
     async def hello(self) -> worker_pb2.WorkerHello:
         response = await asyncio.wait_for(self.call.read(), DEADLINE_S)
@@ -84,10 +115,9 @@ class SchedulerSession:
     def _record(self, response: worker_pb2.SessionResponse) -> None:
         if response.WhichOneof("event") != "step":
             return
-        for output in response.step.outputs:
-            self.tokens.setdefault(output.request_id, []).extend(output.token_ids)
-            if output.finish_reason:
-                self.finish_reasons[output.request_id] = output.finish_reason
+        for progress in response.step.progress:
+            if progress.finish_reason:
+                self.finish_reasons[progress.request_id] = progress.finish_reason
         self.changes.extend(response.step.state_changes)
 
     def error_code(self, request_id: str) -> grpc.StatusCode | None:
@@ -127,15 +157,18 @@ async def start_worker():
 
 @pytest.fixture
 async def open_session():
-    """open_session(server, epoch=None, security=...) -> a SchedulerSession on a channel of
-    its own (closed at the end of the test); the cluster token is presented by default."""
+    """open_session(server, epoch=None, security=..., frontend_id=...) -> a SchedulerSession
+    on a channel of its own (closed at the end of the test); the cluster token is presented by
+    default; each session's stream is a frontend of its own unless `frontend_id` says."""
     channels: list[grpc.aio.Channel] = []
 
     def open_(server: WorkerServer, epoch: int | str | None = None, *,
-              security: transport.TransportSecurity = SECURITY) -> SchedulerSession:
+              security: transport.TransportSecurity = SECURITY,
+              frontend_id: str | None = None) -> SchedulerSession:
         channel = transport.channel(server.address, security)
         channels.append(channel)
-        return SchedulerSession(channel, epoch)
+        return SchedulerSession(channel, epoch,
+                                frontend_id=frontend_id or f"test-frontend-{len(channels)}")
 
     yield open_
     for channel in channels:

@@ -1,6 +1,7 @@
 """One scheduler session per worker: a newer (or equal) epoch takes it over and the old stream
-ends ABORTED at once; an older epoch is refused while the holder is there; only callers with
-the cluster credential get a session; admits are bounded."""
+ends ABORTED at once, while the requests in flight carry on and are listed in the new hello;
+an older epoch is refused while the holder is there; only callers with the cluster credential
+get a session; admits and stages are bounded."""
 
 from __future__ import annotations
 
@@ -25,16 +26,21 @@ async def test_a_newer_or_equal_epoch_supersedes_and_the_old_stream_ends_aborted
     old.admit("old-long", max_tokens=2000)  # still running when the hand-over comes
     await old.read_until(lambda s: "old-long" in s.tokens)
 
-    new = open_session(worker, epoch=new_epoch)
-    await new.hello()
+    new = open_session(worker, epoch=new_epoch, frontend_id="frontend-2")
+    hello = await new.hello()
     code, message = await old.end_status(timeout_s=HANDOVER_DEADLINE_S)
     assert (code, message) == (grpc.StatusCode.ABORTED, SUPERSEDED_MESSAGE)
 
-    # The old scheduler's request was aborted in the engine; the new one is served.
+    # The old scheduler's request goes on (its frontend still streams it) and the new
+    # scheduler learns of it from the hello, to adopt it; the new one's requests are served.
+    held = {h.request_id: h for h in hello.held}
+    assert held["old-long"].is_admitted and held["old-long"].frontend_id == old.frontend_id
     new.admit("new-1")
     await new.read_until(lambda s: s.is_finished("new-1"))
     assert len(new.tokens["new-1"]) == 4 and new.error_code("new-1") is None
-    assert await probe.on_engine(worker, lambda e: "old-long" in e.requests) is False
+    before = len(old.tokens["old-long"])
+    await new.read_until(lambda s: len(old.tokens["old-long"]) > before + 2)
+    assert await probe.on_engine(worker, lambda e: "old-long" in e.requests) is True
     assert worker.service.session is not None and worker.service.session.epoch == new_epoch
 
 
@@ -43,7 +49,7 @@ async def test_commands_sent_on_a_superseded_stream_are_ignored(start_worker, op
     worker = await start_worker()
     old = open_session(worker, epoch=1)
     await old.hello()
-    new = open_session(worker, epoch=2)
+    new = open_session(worker, epoch=2, frontend_id="frontend-2")
     await new.hello()
     assert (await old.end_status())[0] is grpc.StatusCode.ABORTED
     old.admit("from-the-past")  # may still be written; the worker must not run it
@@ -113,7 +119,7 @@ async def test_oversized_or_empty_ids_and_prompts_are_refused_invalid_argument(
         assert session.error_code(request_id) is grpc.StatusCode.INVALID_ARGUMENT, request_id
     assert "context" in session.error_reason("too-long-prompt")
     assert session.error_code("fine") is None and len(session.tokens["fine"]) == 4
-    assert worker.service.session.request_ids == set()
+    assert "fine" not in worker.service.held
 
 
 async def test_a_drain_ends_the_session_with_ok_after_its_refusals(start_worker,

@@ -7,15 +7,15 @@ import math
 
 import pytest
 
-from fastswitch.v1 import common_pb2
-from fastswitch_scheduler.requests import ClusterRequest
-from fastswitch_scheduler.tenants import (
+from fastswitch.tenants import (
     ANONYMOUS,
     TenantRegistry,
     TenantState,
     UnknownTenantError,
     check_tenant_name,
 )
+from fastswitch.v1 import common_pb2
+from fastswitch_frontend.requests import FrontendRequest
 
 
 def load(tmp_path, spec) -> TenantRegistry:
@@ -86,10 +86,10 @@ def test_tenant_names_cannot_make_scoped_conversation_ids_collide():
         check_tenant_name("x:y")
 
     def scoped(tenant: str, conversation: str) -> str:
-        return ClusterRequest(request_id="r", client_request_id="c", tenant=TenantState(tenant),
-                              prompt_token_ids=[1], sampling=common_pb2.SamplingParams(),
-                              stop=common_pb2.StopConditions(max_tokens=1),
-                              conversation_id=conversation).scoped_conversation_id
+        return FrontendRequest(request_id="r", client_request_id="c", tenant=TenantState(tenant),
+                               prompt_token_ids=[1], sampling=common_pb2.SamplingParams(),
+                               stop=common_pb2.StopConditions(max_tokens=1), detokenizer=None,
+                               conversation_id=conversation).scoped_conversation_id
 
     assert scoped("x", "y:z").split(":", 1) == ["x", "y:z"]
     assert scoped("x", "y:z") != scoped("x.y", "z") != scoped("x", "y.z")
