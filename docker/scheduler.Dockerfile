@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The scheduler: `fastswitch scheduler`, gRPC on 50051. No torch, no GPU.
+# The scheduler, the control plane: `fastswitch scheduler`, gRPC on 50052, called by the
+# frontends only (clients call the frontend image's 50051). No torch, no GPU.
 # Build from the repository root: docker build -f docker/scheduler.Dockerfile -t IMAGE .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -27,8 +28,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/bin/fastswitch-healthcheck
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOME=/tmp HF_HUB_OFFLINE=1
 USER 10001:10001
-EXPOSE 50051
+EXPOSE 50052
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "/usr/local/bin/fastswitch-healthcheck", "50051"]
+  CMD ["python", "/usr/local/bin/fastswitch-healthcheck", "50052"]
 ENTRYPOINT ["fastswitch"]
 CMD ["scheduler"]

@@ -1,4 +1,5 @@
-"""What the scheduler and the workers share: the model and a ConfigMap of common settings.
+"""What the frontends, the scheduler and the workers share: the model, the tenants file and a
+ConfigMap of common settings.
 
 The ConfigMap holds environment variables the services read (`envFrom`); component-specific
 settings are command-line flags. A checksum of the ConfigMap on the pod templates rolls the
@@ -15,11 +16,12 @@ from fastswitch_operator import names, pods
 from fastswitch_operator.spec import ClusterSpec
 
 MODEL_MOUNT_PATH = "/models"
+TENANTS_DIR = "/etc/fastswitch/tenants"
 CONFIG_CHECKSUM_ANNOTATION = "fastswitch.io/config-checksum"
 
 
 def model_argument(cluster: ClusterSpec) -> str:
-    """`--model` of both services: a preset name, or the checkpoint directory in the claim."""
+    """`--model` of every service: a preset name, or the checkpoint directory in the claim."""
     model = cluster.model
     if model.preset is not None:
         return model.preset
@@ -37,8 +39,30 @@ def model_volume(cluster: ClusterSpec) -> tuple[list[dict[str, Any]], list[dict[
     )
 
 
+def tenants_args(cluster: ClusterSpec) -> list[str]:
+    """`--tenants-file` of the frontends (who a token is) and the scheduler (tenants' weights,
+    admins); none without spec.scheduler.tenantsSecret."""
+    secret = cluster.scheduler.tenants_secret
+    return [] if secret is None else [f"--tenants-file={TENANTS_DIR}/{secret.key}"]
+
+
+def tenants_volume(cluster: ClusterSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(mounts, volumes) of the tenants Secret, read-only; none without one.
+
+    A directory mount (no subPath) so rotated tokens reach the running services.
+    """
+    secret = cluster.scheduler.tenants_secret
+    if secret is None:
+        return [], []
+    return (
+        [{"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True}],
+        [{"name": "tenants", "secret": {"secretName": secret.name, "defaultMode": 0o440}}],
+    )
+
+
 def config_data(cluster: ClusterSpec) -> dict[str, str]:
-    """Environment shared by `fastswitch scheduler` and `fastswitch worker`."""
+    """Environment shared by `fastswitch frontend`, `fastswitch scheduler` and
+    `fastswitch worker` (each reads the variables it declares)."""
     return {
         "FASTSWITCH_MODEL": model_argument(cluster),
         "FASTSWITCH_KVSTORE_ADDR": names.kvstore_address(cluster.name, cluster.namespace),

@@ -1,9 +1,11 @@
 """NetworkPolicies: each internal port open only to the cluster's own pods that call it.
 
-- workers (gRPC): from the scheduler;
+- frontends (gRPC, the clients' port): from spec.networkPolicy.frontendIngress (or its old
+  name schedulerIngress), or from anywhere when unset;
+- scheduler (gRPC): from the frontends;
+- workers (gRPC): from the scheduler (control) and the frontends (their requests' data);
 - kvstore (gRPC): from the scheduler and the workers;
-- the managed Redis: from the kvstore;
-- scheduler (gRPC): from spec.networkPolicy.schedulerIngress, or from anywhere when unset.
+- the managed Redis: from the kvstore.
 
 Peers are matched by the cluster's selector labels, so another FastSwitchCluster in the same
 namespace is a stranger too. Only ingress is restricted. Kubelet probes come from the node,
@@ -48,7 +50,12 @@ def _from_components(cluster: ClusterSpec, component: str, port: int,
 
 
 def build_workers_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
-    return _from_components(cluster, names.WORKER, names.WORKER_PORT, (names.SCHEDULER,))
+    return _from_components(cluster, names.WORKER, names.WORKER_PORT,
+                            (names.SCHEDULER, names.FRONTEND))
+
+
+def build_scheduler_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
+    return _from_components(cluster, names.SCHEDULER, names.SCHEDULER_PORT, (names.FRONTEND,))
 
 
 def build_kvstore_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
@@ -60,14 +67,14 @@ def build_redis_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
     return _from_components(cluster, names.REDIS, names.REDIS_PORT, (names.KVSTORE,))
 
 
-def build_scheduler_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
-    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": names.SCHEDULER_PORT}]}
-    peers = cluster.network_policy.scheduler_ingress
+def build_frontend_network_policy(cluster: ClusterSpec) -> dict[str, Any]:
+    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": names.FRONTEND_PORT}]}
+    peers = cluster.network_policy.frontend_ingress
     if peers is not None:
         # Never an empty list here: `from: []` would allow every source (the spec forbids it).
-        assert peers, "schedulerIngress must list at least one peer"
+        assert peers, "frontendIngress must list at least one peer"
         rule["from"] = [copy.deepcopy(peer) for peer in peers]
-    return _policy(cluster, names.SCHEDULER, [rule])
+    return _policy(cluster, names.FRONTEND, [rule])
 
 
 def build_network_policies(cluster: ClusterSpec) -> list[dict[str, Any]]:
@@ -75,7 +82,7 @@ def build_network_policies(cluster: ClusterSpec) -> list[dict[str, Any]]:
     if not cluster.network_policy.enabled:
         return []
     policies = [build_workers_network_policy(cluster), build_kvstore_network_policy(cluster),
-                build_scheduler_network_policy(cluster)]
+                build_scheduler_network_policy(cluster), build_frontend_network_policy(cluster)]
     if cluster.kvstore.is_redis_managed:
         policies.append(build_redis_network_policy(cluster))
     return policies

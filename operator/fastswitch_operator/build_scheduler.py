@@ -1,4 +1,8 @@
-"""The scheduler: a Deployment and the Service clients call."""
+"""The scheduler, the cluster's control plane: one Deployment replica and an internal Service.
+
+Clients never call it: the frontends do (placements and fairness over fastswitch.v1.Control),
+presenting the cluster credential, which the scheduler asks of every caller but health checks.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from fastswitch_operator.build_config import (
     CONFIG_CHECKSUM_ANNOTATION,
     config_checksum,
     config_env_from,
-    model_volume,
+    tenants_args,
+    tenants_volume,
 )
 from fastswitch_operator.build_transport import (
     service_probes,
@@ -19,7 +24,6 @@ from fastswitch_operator.build_transport import (
 )
 from fastswitch_operator.spec import ClusterSpec
 
-TENANTS_DIR = "/etc/fastswitch/tenants"
 # Policy parameters in the spec -> `fastswitch scheduler` flags.
 POLICY_FLAGS = {
     ("vtc", "preemptThreshold"): "--vtc-preempt-threshold",
@@ -30,10 +34,14 @@ POLICY_FLAGS = {
 
 
 def scheduler_args(cluster: ClusterSpec) -> list[str]:
-    """`fastswitch scheduler` flags (the model, for its tokenizer, comes from the ConfigMap)."""
+    """`fastswitch scheduler` flags (the kvstore and the log level come from the ConfigMap).
+
+    No model: the scheduler sees token counts only, the frontends tokenize.
+    """
     scheduler = cluster.scheduler
     args = [
         "scheduler",
+        f"--listen=0.0.0.0:{names.SCHEDULER_PORT}",
         f"--workers={names.workers_address(cluster.name, cluster.namespace)}",
         f"--policy={scheduler.policy}",
         f"--tick-ms={scheduler.tick_ms}",
@@ -43,24 +51,13 @@ def scheduler_args(cluster: ClusterSpec) -> list[str]:
     ]
     for key, value in sorted(scheduler.policy_params.items()):
         args.append(f"{POLICY_FLAGS[scheduler.policy, key]}={value}")
-    if scheduler.tenants_secret is not None:
-        args.append(f"--tenants-file={TENANTS_DIR}/{scheduler.tenants_secret.key}")
-    return args + transport_args(cluster)
+    return args + tenants_args(cluster) + transport_args(cluster)
 
 
 def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
     scheduler = cluster.scheduler
     name = names.scheduler_name(cluster.name)
-    mounts, volumes = model_volume(cluster)
-    tls_mounts, tls_volumes = transport_volume(cluster)
-    mounts, volumes = mounts + tls_mounts, volumes + tls_volumes
-    if scheduler.tenants_secret is not None:
-        # A directory mount (no subPath) so rotated tokens reach the running scheduler.
-        mounts.append({"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True})
-        volumes.append({
-            "name": "tenants",
-            "secret": {"secretName": scheduler.tenants_secret.name, "defaultMode": 0o440},
-        })
+    mounts, volumes = pods.joined_volumes(transport_volume(cluster), tenants_volume(cluster))
     container = pods.container(
         cluster,
         name=names.SCHEDULER,
@@ -93,10 +90,6 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
 
 
 def build_scheduler_service(cluster: ClusterSpec) -> dict[str, Any]:
-    return pods.service(
-        cluster,
-        names.scheduler_name(cluster.name),
-        names.SCHEDULER,
-        names.SCHEDULER_PORT,
-        service_type=cluster.scheduler.service_type,
-    )
+    """Internal (ClusterIP): only the frontends call the scheduler."""
+    return pods.service(cluster, names.scheduler_name(cluster.name), names.SCHEDULER,
+                        names.SCHEDULER_PORT)

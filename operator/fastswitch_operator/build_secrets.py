@@ -1,7 +1,9 @@
 """The Secrets the operator generates for a cluster, and how pods use them.
 
-- `<cluster>-cluster-token`: the credential the scheduler, workers and kvstore present to each
-  other (`authorization: Bearer <token>`); workers and the kvstore refuse calls without it.
+- `<cluster>-cluster-token`: the credential the frontends, scheduler, workers and kvstore
+  present to each other (`authorization: Bearer <token>`); the scheduler, workers and kvstore
+  refuse calls without it (health checks aside). Clients never see it: the frontends
+  authenticate them with their own tokens.
 - `<cluster>-redis`: the password of the Redis the operator runs (only when it runs one).
 
 Each is created once with a random value and never overwritten (`reconcile` creates what is
@@ -23,7 +25,7 @@ from typing import Any
 from fastswitch_operator import names, pods
 from fastswitch_operator.spec import ClusterSpec
 
-# The variable `fastswitch scheduler|worker|kvstore` read the cluster credential from
+# The variable `fastswitch frontend|scheduler|worker|kvstore` read the cluster credential from
 # (fastswitch.transport.CLUSTER_TOKEN_ENV; the operator's image has no gRPC to import it from).
 CLUSTER_TOKEN_ENV = "FASTSWITCH_CLUSTER_TOKEN"
 CLUSTER_TOKEN_KEY = "token"

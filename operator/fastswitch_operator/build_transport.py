@@ -33,7 +33,11 @@ PATIENT_PROBE_TIMEOUT_SECONDS = 5
 
 
 def transport_args(cluster: ClusterSpec) -> list[str]:
-    """TLS flags of `fastswitch scheduler|worker|kvstore` (none without spec.tls)."""
+    """TLS flags of `fastswitch frontend|scheduler|worker|kvstore` (none without spec.tls).
+
+    The frontends serve the clients with the same certificate, and with `mutual` require
+    client certificates of them too, as every other port does.
+    """
     if cluster.tls is None:
         return []
     args = [f"--tls-cert={TLS_DIR}/{TLS_CERT}", f"--tls-key={TLS_DIR}/{TLS_KEY}",
@@ -83,7 +87,7 @@ def health_action(cluster: ClusterSpec, port: int, service: str = "") -> dict[st
 
 
 def service_probes(cluster: ClusterSpec, port: int, *, startup_seconds: int) -> dict[str, Any]:
-    """Probes of the scheduler and the kvstore.
+    """Probes of the frontends, the scheduler and the kvstore.
 
     Ready follows grpc.health.v1 (NOT_SERVING while starting, and while draining after SIGTERM,
     so a draining pod leaves its Services at once). Alive only needs the port to accept

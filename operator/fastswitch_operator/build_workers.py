@@ -1,7 +1,8 @@
 """GPU workers: a StatefulSet (stable worker ids = pod names) behind a headless Service.
 
 The scheduler finds workers through the headless Service's DNS name, which resolves to the
-ready worker pods. Scale-down removes the highest ordinals. Each gets SIGTERM, reports
+ready worker pods, and tells the frontends where each one is (they stream tokens straight
+from the workers). Scale-down removes the highest ordinals. Each gets SIGTERM, reports
 NOT_SERVING (leaving the Service), refuses new admits, and lets its running requests finish
 for up to spec.workers.drainTimeoutSeconds before handing the rest back to the scheduler,
 which moves them to other workers; terminationGracePeriodSeconds leaves room for all of it.
@@ -32,7 +33,6 @@ from fastswitch_operator.spec import ClusterSpec
 WORKER_STARTUP_SECONDS = 900
 # After the drain: handing back what did not finish, and stopping the server and engine.
 DRAIN_MARGIN_SECONDS = 15
-POD_NAME_ENV = "FASTSWITCH_POD_NAME"
 
 
 def worker_args(cluster: ClusterSpec) -> list[str]:
@@ -45,8 +45,8 @@ def worker_args(cluster: ClusterSpec) -> list[str]:
     service = names.service_host(names.workers_name(cluster.name), cluster.namespace)
     args = [
         "worker",
-        f"--worker-id=$({POD_NAME_ENV})",
-        f"--advertise-address=$({POD_NAME_ENV}).{service}:{names.WORKER_PORT}",
+        f"--worker-id=$({pods.POD_NAME_ENV})",
+        f"--advertise-address=$({pods.POD_NAME_ENV}).{service}:{names.WORKER_PORT}",
         f"--mode={workers.mode}",
         f"--block-size={workers.block_size}",
         f"--gpu-memory-fraction={workers.kv_memory_fraction:g}",
@@ -83,8 +83,7 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
         args=worker_args(cluster),
         port=names.WORKER_PORT,
         resources=worker_resources(cluster),
-        env=[{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-             *transport_env(cluster, names.WORKER)],
+        env=[pods.pod_name_env(), *transport_env(cluster, names.WORKER)],
         env_from=config_env_from(cluster),
         # Pinned host memory and torch's shared-memory tensors need more than 64Mi of /dev/shm.
         mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *model_mounts, *tls_mounts],

@@ -11,6 +11,11 @@ from typing import Any
 
 from fastswitch_operator import names
 from fastswitch_operator.build_config import build_configmap
+from fastswitch_operator.build_frontend import (
+    build_frontend_autoscaler,
+    build_frontend_deployment,
+    build_frontend_service,
+)
 from fastswitch_operator.build_kvstore import (
     build_kvstore_deployment,
     build_kvstore_service,
@@ -30,20 +35,23 @@ CHILD_KINDS = (
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )
 
 
 def build_children(cluster: ClusterSpec,
                    secret_versions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Desired children: configuration, NetworkPolicies and Services first, so pods find them
-    (and are guarded) when they start. `secret_versions` (name -> resourceVersion of the
-    generated Secrets) go on the pod templates that read them."""
+    (and are guarded) when they start; the frontends' autoscaler after the Deployment it
+    scales. `secret_versions` (name -> resourceVersion of the generated Secrets) go on the pod
+    templates that read them."""
     children = [
         build_configmap(cluster),
         *build_network_policies(cluster),
         build_workers_service(cluster),
         build_kvstore_service(cluster),
         build_scheduler_service(cluster),
+        build_frontend_service(cluster),
     ]
     if cluster.kvstore.is_redis_managed:
         children += [build_redis_service(cluster), build_redis_deployment(cluster)]
@@ -51,7 +59,11 @@ def build_children(cluster: ClusterSpec,
         build_kvstore_deployment(cluster),
         build_workers_statefulset(cluster),
         build_scheduler_deployment(cluster),
+        build_frontend_deployment(cluster),
     ]
+    autoscaler = build_frontend_autoscaler(cluster)
+    if autoscaler is not None:
+        children.append(autoscaler)
     return with_secret_versions(children, secret_versions or {})
 
 
@@ -59,6 +71,7 @@ def workload_names(cluster_name: str) -> dict[str, tuple[str, str]]:
     """component -> (kind, name) of the workload whose readiness is the component's."""
     return {
         names.WORKER: ("StatefulSet", names.workers_name(cluster_name)),
+        names.FRONTEND: ("Deployment", names.frontend_name(cluster_name)),
         names.SCHEDULER: ("Deployment", names.scheduler_name(cluster_name)),
         names.KVSTORE: ("Deployment", names.kvstore_name(cluster_name)),
         names.REDIS: ("Deployment", names.redis_name(cluster_name)),

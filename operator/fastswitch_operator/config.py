@@ -37,6 +37,7 @@ class OperatorConfig:
         return cls(
             default_images=Images(
                 worker=env.get("FASTSWITCH_WORKER_IMAGE", f"fastswitch/worker:{tag}"),
+                frontend=env.get("FASTSWITCH_FRONTEND_IMAGE", f"fastswitch/frontend:{tag}"),
                 scheduler=env.get("FASTSWITCH_SCHEDULER_IMAGE", f"fastswitch/scheduler:{tag}"),
                 kvstore=env.get("FASTSWITCH_KVSTORE_IMAGE", f"fastswitch/kvstore:{tag}"),
                 redis=env.get("FASTSWITCH_REDIS_IMAGE", "redis:7.4-alpine"),

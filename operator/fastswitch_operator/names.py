@@ -16,22 +16,26 @@ APP_NAME = "fastswitch"
 
 # Components, as in the `app.kubernetes.io/component` label.
 WORKER = "worker"
+FRONTEND = "frontend"
 SCHEDULER = "scheduler"
 KVSTORE = "kvstore"
 REDIS = "redis"
 CONFIG = "config"  # the shared ConfigMap: no pods, no selector
 CREDENTIALS = "credentials"  # the generated Secrets' label (Redis's password is REDIS's)
-COMPONENTS = (WORKER, SCHEDULER, KVSTORE, REDIS)
+COMPONENTS = (WORKER, FRONTEND, SCHEDULER, KVSTORE, REDIS)
 
-# gRPC ports served by `fastswitch scheduler|worker|kvstore`, and Redis.
-SCHEDULER_PORT = 50051
+# gRPC ports served by `fastswitch frontend|scheduler|worker|kvstore`, and Redis. Clients call
+# the frontends on 50051 (the port they called the scheduler on before frontends existed); the
+# scheduler's 50052 is internal, for frontends only.
+FRONTEND_PORT = 50051
+SCHEDULER_PORT = 50052
 WORKER_PORT = 50061
 KVSTORE_PORT = 50071
 REDIS_PORT = 6379
 
 # Service names are DNS labels (63 characters) and a StatefulSet's name must leave room for the
-# revision hash its pods carry in a label (52 characters): "-workers" and "-scheduler" fit
-# behind 40. The CRD enforces the same limit.
+# revision hash its pods carry in a label (52 characters): "-workers", "-frontend" and
+# "-scheduler" fit behind 40. The CRD enforces the same limit.
 MAX_CLUSTER_NAME_LENGTH = 40
 
 
@@ -40,13 +44,18 @@ def workers_name(cluster: str) -> str:
     return f"{cluster}-workers"
 
 
+def frontend_name(cluster: str) -> str:
+    """The frontend Deployment and the Service clients call."""
+    return f"{cluster}-frontend"
+
+
 def scheduler_name(cluster: str) -> str:
-    """The scheduler Deployment and its Service."""
+    """The scheduler Deployment and its Service (internal: the frontends call it)."""
     return f"{cluster}-scheduler"
 
 
 def config_name(cluster: str) -> str:
-    """The ConfigMap of settings the scheduler and the workers share."""
+    """The ConfigMap of settings the frontends, the scheduler and the workers share."""
     return f"{cluster}-config"
 
 
@@ -72,13 +81,18 @@ def redis_password_name(cluster: str) -> str:
 
 def workload_name(cluster: str, component: str) -> str:
     """A component's workload and Service, by component (names.WORKER, ...)."""
-    workloads = {WORKER: workers_name, SCHEDULER: scheduler_name, KVSTORE: kvstore_name,
-                 REDIS: redis_name}
+    workloads = {WORKER: workers_name, FRONTEND: frontend_name, SCHEDULER: scheduler_name,
+                 KVSTORE: kvstore_name, REDIS: redis_name}
     return workloads[component](cluster)
 
 
 def network_policy_name(cluster: str, component: str) -> str:
     """The NetworkPolicy guarding a component's pods: named after its workload."""
+    return workload_name(cluster, component)
+
+
+def autoscaler_name(cluster: str, component: str) -> str:
+    """The HorizontalPodAutoscaler of a component's workload: named after the workload."""
     return workload_name(cluster, component)
 
 
@@ -113,6 +127,11 @@ def service_host(name: str, namespace: str) -> str:
 def component_host(cluster: str, namespace: str, component: str) -> str:
     """The DNS name callers use for a component: what its TLS certificate must name."""
     return service_host(workload_name(cluster, component), namespace)
+
+
+def frontend_address(cluster: str, namespace: str) -> str:
+    """What clients call inside the Kubernetes cluster (the frontends' Service)."""
+    return f"{service_host(frontend_name(cluster), namespace)}:{FRONTEND_PORT}"
 
 
 def scheduler_address(cluster: str, namespace: str) -> str:

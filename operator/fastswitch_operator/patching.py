@@ -4,7 +4,9 @@ Create-or-patch in the manner of `kubectl apply`: the desired manifest is record
 annotation on the child, so a later reconcile can tell a field the operator stopped setting
 (delete it: null in the merge patch) from one the API server added (defaults: leave them).
 A live object that already holds everything desired gets no patch at all, so reconciling an
-unchanged cluster writes nothing.
+unchanged cluster writes nothing. One field is handed over rather than deleted when the
+operator stops setting it: a workload's `spec.replicas`, which a HorizontalPodAutoscaler takes
+over (deleting it would have the API server default it to 1 under the autoscaler's feet).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from kubernetes.utils.quantity import parse_quantity
 LAST_APPLIED_ANNOTATION = "fastswitch.io/last-applied"
 _MISSING = object()
 _QUANTITY_MAPS = ("requests", "limits")
+# (parent key, key) of fields left as they are once no longer desired: someone else owns them.
+_HANDED_OVER = {("spec", "replicas")}
 
 
 def with_last_applied(desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def _diff(live: Mapping[str, Any], desired: Mapping[str, Any], previous: Mapping
         elif not _holds(have, want, key, parent_key) or _list_changed(previous, key, want):
             patch[key] = copy.deepcopy(want)
     for key in previous:
-        if key not in desired and key in live:
+        if key not in desired and key in live and (parent_key, key) not in _HANDED_OVER:
             patch[key] = None  # set by an earlier reconcile, no longer wanted
     return patch
 

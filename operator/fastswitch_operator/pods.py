@@ -14,6 +14,9 @@ from fastswitch_operator.spec_fields import Placement
 APP_UID = 10001
 TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+# Set from the pod's name (downward API); args refer to it as $(FASTSWITCH_POD_NAME), which the
+# kubelet expands.
+POD_NAME_ENV = "FASTSWITCH_POD_NAME"
 
 
 def object_meta(cluster: ClusterSpec, name: str, component: str) -> dict[str, Any]:
@@ -22,6 +25,18 @@ def object_meta(cluster: ClusterSpec, name: str, component: str) -> dict[str, An
         "namespace": cluster.namespace,
         "labels": names.labels(cluster.name, component),
     }
+
+
+def pod_name_env() -> dict[str, Any]:
+    return {"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+
+
+def joined_volumes(*parts: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One (mounts, volumes) pair from several (the model's, TLS's, ...), in order."""
+    mounts = [mount for part_mounts, _ in parts for mount in part_mounts]
+    volumes = [volume for _, part_volumes in parts for volume in part_volumes]
+    return mounts, volumes
 
 
 def container_security_context() -> dict[str, Any]:

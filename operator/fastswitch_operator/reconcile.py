@@ -184,7 +184,7 @@ def prune(api: KubeApi, cluster: ClusterSpec, owner_uid: str,
 
 def _states(cluster: ClusterSpec, live: Mapping[tuple[str, str], Mapping[str, Any]]
             ) -> dict[str, status.WorkloadState]:
-    components = [names.WORKER, names.SCHEDULER, names.KVSTORE]
+    components = [names.WORKER, names.FRONTEND, names.SCHEDULER, names.KVSTORE]
     if cluster.kvstore.is_redis_managed:
         components.append(names.REDIS)
     workloads = workload_names(cluster.name)

@@ -22,6 +22,7 @@ from fastswitch_operator.spec_fields import (
     parse_placement,
     parse_secret_key,
 )
+from fastswitch_operator.spec_frontend import SERVICE_TYPES, FrontendSpec, parse_frontend
 from fastswitch_operator.spec_security import (
     NetworkPolicySpec,
     TLSSpec,
@@ -31,7 +32,6 @@ from fastswitch_operator.spec_security import (
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 DTYPES = ("float32", "float16", "bfloat16")
-SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MODES = ("fastswitch", "baseline")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -74,8 +74,9 @@ class SchedulerSpec:
     policy: str
     tick_ms: int
     policy_params: dict[str, Any]  # the chosen policy's parameters, camelCase as in the spec
+    # The tenants file: the frontends authenticate with its tokens, the scheduler weighs
+    # tenants and admits admins with it.
     tenants_secret: SecretKey | None
-    service_type: str
     # Overload answers RESOURCE_EXHAUSTED past these many live requests (cluster, tenant); a
     # request no worker can take fails with UNAVAILABLE after unroutable_timeout_seconds.
     max_queued_requests: int
@@ -100,6 +101,7 @@ class KVStoreSpec:
 @dataclass(frozen=True)
 class Images:
     worker: str
+    frontend: str
     scheduler: str
     kvstore: str
     redis: str
@@ -114,6 +116,7 @@ class ClusterSpec:
     log_level: str
     model: ModelSpec
     workers: WorkersSpec
+    frontend: FrontendSpec
     scheduler: SchedulerSpec
     kvstore: KVStoreSpec
     images: Images
@@ -194,6 +197,8 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
             scheduler.problems.append(
                 f"spec.scheduler.{params_policy} is only used by policy {params_policy}"
             )
+    # The old name of spec.frontend.serviceType (spec_frontend reads it): only checked here.
+    scheduler.get("serviceType", "string", choices=SERVICE_TYPES)
     unroutable_s = scheduler.get("unroutableTimeoutSeconds", "number", 30, high=3600)
     if unroutable_s <= 0:
         scheduler.problems.append("spec.scheduler.unroutableTimeoutSeconds must be greater than 0")
@@ -205,7 +210,6 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
         tick_ms=scheduler.get("tickMs", "integer", 20, low=1, high=60000),
         policy_params=params,
         tenants_secret=parse_secret_key(scheduler, "tenantsSecret", "tenants.json"),
-        service_type=scheduler.get("serviceType", "string", "ClusterIP", choices=SERVICE_TYPES),
         max_queued_requests=scheduler.get("maxQueuedRequests", "integer", 10_000,
                                           low=1, high=1_000_000),
         max_queued_per_tenant=scheduler.get("maxQueuedPerTenant", "integer", 2_000,
@@ -235,11 +239,12 @@ def _kvstore(spec: FieldReader) -> KVStoreSpec:
 
 
 def _images(spec: FieldReader, defaults: Images) -> Images:
-    images = spec.sub("images", ("worker", "scheduler", "kvstore", "redis", "pullPolicy",
-                                 "pullSecrets"))
+    images = spec.sub("images", ("worker", "frontend", "scheduler", "kvstore", "redis",
+                                 "pullPolicy", "pullSecrets"))
     pull_secrets = images.get("pullSecrets", "array", list(defaults.pull_secrets))
     return Images(
         worker=images.get("worker", "string", defaults.worker),
+        frontend=images.get("frontend", "string", defaults.frontend),
         scheduler=images.get("scheduler", "string", defaults.scheduler),
         kvstore=images.get("kvstore", "string", defaults.kvstore),
         redis=images.get("redis", "string", defaults.redis),
@@ -257,14 +262,15 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
             f"characters (its children add suffixes), not {len(name)}"
         )
     reader = FieldReader(spec, "spec", problems,
-                         ("logLevel", "model", "workers", "scheduler", "kvstore", "images", "tls",
-                          "networkPolicy"))
+                         ("logLevel", "model", "workers", "frontend", "scheduler", "kvstore",
+                          "images", "tls", "networkPolicy"))
     cluster = ClusterSpec(
         name=name,
         namespace=namespace,
         log_level=reader.get("logLevel", "string", "info", choices=LOG_LEVELS),
         model=_model(reader),
         workers=_workers(reader),
+        frontend=parse_frontend(reader),
         scheduler=_scheduler(reader),
         kvstore=_kvstore(reader),
         images=_images(reader, default_images),

@@ -3,6 +3,7 @@ Kubernetes shapes several parts of the spec share (a Secret key, a placement).""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -97,8 +98,11 @@ def parse_secret_key(reader: FieldReader, key: str, default_key: str | None) -> 
     return SecretKey(name or "", secret_key or "")
 
 
-def parse_placement(reader: FieldReader, *, with_scheduling: bool = True) -> Placement:
-    resources = reader.get("resources", "object", {})
+def parse_placement(reader: FieldReader, *, with_scheduling: bool = True,
+                    default_resources: Mapping[str, Any] | None = None) -> Placement:
+    """Resources (`default_resources` when the spec sets none) and, `with_scheduling`, the
+    node selector and tolerations of a component's pods."""
+    resources = reader.get("resources", "object", copy.deepcopy(dict(default_resources or {})))
     for part in resources:
         if part not in ("requests", "limits"):
             reader.problems.append(f"{reader.path}.resources.{part} is not a known field")

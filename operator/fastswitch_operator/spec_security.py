@@ -2,6 +2,8 @@
 
 NetworkPolicy peers are passed through to Kubernetes as given, so they are checked here
 against the rules the API server applies to them (an empty `from` would mean everyone).
+`schedulerIngress` is the old name of `frontendIngress`, from when clients called the
+scheduler: it is still accepted, alone.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class TLSSpec:
 @dataclass(frozen=True)
 class NetworkPolicySpec:
     enabled: bool
-    # NetworkPolicyPeer objects allowed to call the scheduler; None allows every source.
-    scheduler_ingress: tuple[dict[str, Any], ...] | None
+    # NetworkPolicyPeer objects allowed to call the frontends; None allows every source.
+    frontend_ingress: tuple[dict[str, Any], ...] | None
 
 
 def parse_tls(spec: FieldReader) -> TLSSpec | None:
@@ -44,19 +46,24 @@ def parse_tls(spec: FieldReader) -> TLSSpec | None:
 
 
 def parse_network_policy(spec: FieldReader) -> NetworkPolicySpec:
-    policy = spec.sub("networkPolicy", ("enabled", "schedulerIngress"))
-    peers = policy.get("schedulerIngress", "array")
+    policy = spec.sub("networkPolicy", ("enabled", "frontendIngress", "schedulerIngress"))
+    if policy.has("frontendIngress") and policy.has("schedulerIngress"):
+        policy.problems.append(
+            f"set at most one of {policy.path}.frontendIngress or {policy.path}.schedulerIngress "
+            "(its old name)")
+    key = "schedulerIngress" if policy.has("schedulerIngress") else "frontendIngress"
+    peers = policy.get(key, "array")
     if peers is not None:
         if not peers:
             policy.problems.append(
-                f"{policy.path}.schedulerIngress must list at least one peer (leave it out to "
-                "allow every source)")
+                f"{policy.path}.{key} must list at least one peer (leave it out to allow every "
+                "source)")
         for index, peer in enumerate(peers):
-            _check_peer(FieldReader(peer, f"{policy.path}.schedulerIngress[{index}]",
-                                    policy.problems, PEER_KEYS))
+            _check_peer(FieldReader(peer, f"{policy.path}.{key}[{index}]", policy.problems,
+                                    PEER_KEYS))
     return NetworkPolicySpec(
         enabled=policy.get("enabled", "boolean", True),
-        scheduler_ingress=None if peers is None else tuple(copy.deepcopy(p) for p in peers),
+        frontend_ingress=None if peers is None else tuple(copy.deepcopy(p) for p in peers),
     )
 
 

@@ -4,7 +4,10 @@ Conditions follow the Kubernetes convention (type, status, reason, message,
 lastTransitionTime, observedGeneration); lastTransitionTime moves only when status flips.
 - Reconciled: the spec of observedGeneration is valid and its children are applied.
 - WorkersReady: every desired worker is up to date and SERVING.
-- Ready: Reconciled, and every component (workers, scheduler, kvstore, Redis) is ready.
+- Ready: Reconciled, and every component (workers, frontends, scheduler, kvstore, Redis) is
+  ready.
+`frontend` reports the frontends' Deployment as it is: under a HorizontalPodAutoscaler its
+desired count is the autoscaler's choice, not spec.frontend.replicas.
 """
 
 from __future__ import annotations
@@ -80,6 +83,12 @@ def merge_conditions(previous: list[Mapping[str, Any]], new: list[Condition],
     return result
 
 
+def _waiting_for(component: str, state: WorkloadState) -> str:
+    if component == names.FRONTEND:
+        return f"frontends ({state.ready}/{state.desired} ready)"
+    return component
+
+
 def _phase(is_ready: bool, states: Mapping[str, WorkloadState]) -> str:
     if is_ready:
         return READY_PHASE
@@ -93,10 +102,12 @@ def build_status(*, cluster_name: str, namespace: str, generation: int, desired_
                  now: str) -> dict[str, Any]:
     """Status of a cluster whose children for `generation` are applied.
 
-    `states` maps each component that should run (names.WORKER, ...) to its workload's state.
+    `states` maps each component that should run (names.WORKER, names.FRONTEND, ...) to its
+    workload's state.
     """
     workers = states[names.WORKER]
-    waiting = [c for c, s in states.items() if c != names.WORKER and not s.is_ready]
+    waiting = [_waiting_for(c, s) for c, s in states.items()
+               if c != names.WORKER and not s.is_ready]
     workers_ready = workers.is_ready and workers.ready >= desired_workers
     if not workers_ready:
         waiting.insert(0, f"workers ({workers.ready}/{desired_workers} ready)")
@@ -109,6 +120,7 @@ def build_status(*, cluster_name: str, namespace: str, generation: int, desired_
         Condition(READY, is_ready, "Ready" if is_ready else "Waiting",
                   "all components are ready" if is_ready else "waiting for " + ", ".join(waiting)),
     ]
+    frontend = states[names.FRONTEND]
     return {
         "phase": _phase(is_ready, states),
         "observedGeneration": generation,
@@ -119,7 +131,10 @@ def build_status(*, cluster_name: str, namespace: str, generation: int, desired_
             "ready": workers.ready,
             "selector": names.label_selector(cluster_name, names.WORKER),
         },
+        "frontend": {"desired": frontend.desired, "replicas": frontend.replicas,
+                     "ready": frontend.ready},
         "endpoints": {
+            "frontend": names.frontend_address(cluster_name, namespace),
             "scheduler": names.scheduler_address(cluster_name, namespace),
             "kvstore": names.kvstore_address(cluster_name, namespace),
             "workers": names.workers_address(cluster_name, namespace),

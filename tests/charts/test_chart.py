@@ -33,10 +33,12 @@ NON_DEFAULT = {
                            "annotations": {"example.com/role": "operator"}},
     },
     "images": {"worker": {"repository": "registry.example/fastswitch/worker", "tag": "cu12"},
+               "frontend": {"repository": "registry.example/fastswitch/frontend", "tag": "0.2.0"},
                "pullPolicy": "Always", "pullSecrets": ["registry", "mirror"]},
     "exampleCluster": {"enabled": True, "name": "smoke", "spec": {
         "model": {"preset": "tiny"},
         "workers": {"replicas": 2, "gpus": 0, "hostSwapBytes": "256Mi"},
+        "frontend": {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}},
         "scheduler": {"policy": "fcfs"},
     }},
 }
@@ -108,6 +110,7 @@ def test_default_install_is_the_operator_serving_its_own_namespace(render):
     assert args[-2:] == ["-m", "fastswitch_operator.handlers"]
     env = operator_env(manifests)
     assert env["FASTSWITCH_WORKER_IMAGE"] == "fastswitch/worker:0.1.0"
+    assert env["FASTSWITCH_FRONTEND_IMAGE"] == "fastswitch/frontend:0.1.0"
     assert env["FASTSWITCH_REDIS_IMAGE"] == "redis:7.4-alpine"
     image = operator_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "fastswitch/operator:0.1.0"
@@ -176,6 +179,7 @@ def test_non_default_values_reach_the_operator(render):
     env = operator_env(manifests)
     assert env["FASTSWITCH_WORKER_IMAGE"] == "registry.example/fastswitch/worker:cu12"
     assert env["FASTSWITCH_SCHEDULER_IMAGE"] == "fastswitch/scheduler:0.1.0"
+    assert env["FASTSWITCH_FRONTEND_IMAGE"] == "registry.example/fastswitch/frontend:0.2.0"
     assert env["FASTSWITCH_IMAGE_PULL_SECRETS"] == "registry,mirror"
 
 
@@ -183,9 +187,19 @@ def test_example_cluster_is_a_valid_cluster_the_operator_accepts(render, validat
     (cluster,) = render(NON_DEFAULT)["example-fastswitchcluster.yaml"]
     validate_cluster(cluster)
     parsed = parse_spec(cluster["metadata"]["name"], cluster["metadata"]["namespace"],
-                        cluster["spec"], Images("w", "s", "k", "r", "IfNotPresent", ()))
+                        cluster["spec"], Images("w", "f", "s", "k", "r", "IfNotPresent", ()))
     assert parsed.workers.replicas == 2 and parsed.scheduler.policy == "fcfs"
+    assert parsed.frontend.autoscaling.max_replicas == 5
     assert "example-fastswitchcluster.yaml" not in render()
+
+
+def test_the_default_example_cluster_is_a_light_smoke_test(render, validate_cluster):
+    (cluster,) = render({"exampleCluster": {"enabled": True}})["example-fastswitchcluster.yaml"]
+    validate_cluster(cluster)
+    parsed = parse_spec(cluster["metadata"]["name"], cluster["metadata"]["namespace"],
+                        cluster["spec"], Images("w", "f", "s", "k", "r", "IfNotPresent", ()))
+    assert parsed.workers.gpus == 0
+    assert parsed.frontend.replicas == 1 and parsed.frontend.autoscaling is None
 
 
 def test_existing_service_account_is_used_as_is(render):
@@ -224,6 +238,9 @@ def test_rbac_is_least_privilege(render, values, template):
     # Secrets it generates are created once and never listed, watched, changed or deleted.
     assert granted["", "secrets"] == {"get", "create"}
     assert granted["networking.k8s.io", "networkpolicies"] == {
+        "get", "list", "create", "patch", "delete"}
+    # The frontends' autoscaler: created, changed and deleted with spec.frontend.autoscaling.
+    assert granted["autoscaling", "horizontalpodautoscalers"] == {
         "get", "list", "create", "patch", "delete"}
 
 
@@ -268,6 +285,10 @@ def test_notes_tell_the_user_what_to_do_next(chart):
     assert "kubectl -n fastswitch-system get fsc demo -w" in default
     assert "kubectl -n fastswitch-system scale fsc/demo --replicas=2" in default
     assert "fastswitch generate --addr 127.0.0.1:50051" in default
+    # Clients call the frontends: the scheduler's port is internal.
+    assert "port-forward svc/demo-frontend 50051:50051" in default
+    assert "demo-frontend.fastswitch-system.svc:50051" in default
+    assert "svc/demo-scheduler" not in default
     example = notes({"exampleCluster": {"enabled": True, "name": "smoke"}}, namespace="ml")
     assert "kubectl -n ml get fsc smoke -w" in example
     # Clusters go where the operator looks for them.

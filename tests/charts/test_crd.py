@@ -60,7 +60,8 @@ def test_scale_subresource_is_the_worker_count(crd):
 
 def test_printer_columns_point_at_declared_fields(crd):
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Phase", "Ready", "Desired", "Policy", "Scheduler", "Age"]
+    assert [c["name"] for c in columns] == [
+        "Phase", "Ready", "Desired", "Frontends", "Policy", "Endpoint", "Age"]
     for column in columns:
         if column["jsonPath"] != ".metadata.creationTimestamp":
             assert schema_at(crd, column["jsonPath"])["type"] == column["type"], column["name"]
@@ -100,9 +101,19 @@ def test_schema_rejects_what_the_operator_rejects(validate_cluster):
         "model": {"preset": "tiny"}, "tls": {"secretName": "demo-tls", "mutual": True},
         "scheduler": {"maxQueuedRequests": 100, "maxQueuedPerTenant": 10,
                       "unroutableTimeoutSeconds": 1.5},
-        "networkPolicy": {"enabled": True, "schedulerIngress": [
+        "networkPolicy": {"enabled": True, "frontendIngress": [
             {"namespaceSelector": {"matchLabels": {"team": "ml"}}, "podSelector": {}},
-            {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}}})
+            {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]},
+        "frontend": {"replicas": 3, "serviceType": "LoadBalancer",
+                     "autoscaling": {"minReplicas": 2, "maxReplicas": 8,
+                                     "targetCPUUtilizationPercentage": 70},
+                     "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                     "nodeSelector": {"pool": "cpu"}},
+        "images": {"frontend": "registry.example/fastswitch/frontend:1"}}})
+    # The deprecated name, alone, still validates.
+    validate_cluster({**base, "spec": {
+        "model": {"preset": "tiny"}, "scheduler": {"serviceType": "NodePort"},
+        "networkPolicy": {"schedulerIngress": [{"podSelector": {}}]}}})
     for bad in ({"model": {"preset": "Tiny!"}},
                 {"model": {"preset": "tiny"}, "workers": {"replicas": -1}},
                 {"model": {"preset": "tiny"}, "workers": {"kvMemoryFraction": 0}},
@@ -120,6 +131,16 @@ def test_schema_rejects_what_the_operator_rejects(validate_cluster):
                     {"nodeSelector": {}}]}},
                 {"model": {"preset": "tiny"}, "networkPolicy": {"schedulerIngress": [
                     {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}]}},
+                {"model": {"preset": "tiny"}, "networkPolicy": {"frontendIngress": []}},
+                {"model": {"preset": "tiny"}, "networkPolicy": {"frontendIngress": [
+                    {"nodeSelector": {}}]}},
+                {"model": {"preset": "tiny"}, "frontend": {"replicas": 0}},
+                {"model": {"preset": "tiny"}, "frontend": {"serviceType": "Ingress"}},
+                {"model": {"preset": "tiny"}, "frontend": {"autoscaling": {"minReplicas": 2}}},
+                {"model": {"preset": "tiny"}, "frontend": {"autoscaling": {
+                    "maxReplicas": 2, "targetCPUUtilizationPercentage": 0}}},
+                {"model": {"preset": "tiny"}, "frontend": {"resources": {"requests": {
+                    "cpu": "lots"}}}},
                 {"workers": {}}):
         with pytest.raises(jsonschema.ValidationError):
             validate_cluster({**base, "spec": bad})
@@ -136,7 +157,7 @@ def test_documented_clusters_are_valid(validate_cluster):
     for cluster in clusters:
         validate_cluster(cluster)
         parse_spec(cluster["metadata"]["name"], cluster["metadata"].get("namespace", "default"),
-                   cluster["spec"], Images("w", "s", "k", "r", "IfNotPresent", ()))
+                   cluster["spec"], Images("w", "f", "s", "k", "r", "IfNotPresent", ()))
 
 
 def is_cert_manager(doc):
@@ -163,7 +184,7 @@ def test_the_documented_certificate_names_what_the_pods_verify():
         assert certificate["metadata"]["namespace"] == namespace
         dns_names = set(certificate["spec"]["dnsNames"])
         hosts = {names.component_host(name, namespace, component)
-                 for component in (names.SCHEDULER, names.WORKER, names.KVSTORE)}
+                 for component in (names.FRONTEND, names.SCHEDULER, names.WORKER, names.KVSTORE)}
         assert hosts <= dns_names
         assert f"*.{names.component_host(name, namespace, names.WORKER)}" in dns_names
         if cluster["spec"]["tls"].get("mutual"):

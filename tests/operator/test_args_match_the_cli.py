@@ -8,7 +8,9 @@ import pytest
 
 from fastswitch import settings
 from fastswitch_cli.main import build_parser
+from fastswitch_frontend.config import FrontendConfig
 from fastswitch_kvstore.config import KVStoreConfig
+from fastswitch_operator import names
 from fastswitch_operator.build_config import config_data
 from fastswitch_operator.children import build_children
 from fastswitch_operator.spec import Images, parse_spec
@@ -16,7 +18,7 @@ from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
 from fastswitch_worker.service.config import WorkerConfig
 
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 SPECS = [
     {"model": {"preset": "tiny"}},
     {"model": {"preset": "tiny", "dtype": "bfloat16"},
@@ -28,7 +30,8 @@ SPECS = [
     {"model": {"preset": "tiny"}, "tls": {"secretName": "certs"},
      "scheduler": {"maxQueuedRequests": 64, "maxQueuedPerTenant": 8, "unroutableTimeoutSeconds": 2.5}},
     {"model": {"preset": "tiny"}, "tls": {"secretName": "certs", "mutual": True},
-     "kvstore": {"redis": {"url": "redis://:pw@cache:6379/0"}}},
+     "kvstore": {"redis": {"url": "redis://:pw@cache:6379/0"}},
+     "frontend": {"replicas": 3, "autoscaling": {"maxReplicas": 6}}},
 ]
 
 
@@ -44,13 +47,14 @@ def fastswitch_containers(children: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_service_container_parses_with_the_real_cli(spec: dict) -> None:
     containers = fastswitch_containers(build_children(parse_spec("demo", "ns", spec, IMAGES)))
-    assert {c["args"][0] for c in containers} == {"worker", "scheduler", "kvstore"}
+    assert {c["args"][0] for c in containers} == {"worker", "frontend", "scheduler", "kvstore"}
     for container in containers:
         args = build_parser(container["args"][0]).parse_args(container["args"])
         assert args.command == container["args"][0]
 
 
-CONFIGS = {"worker": WorkerConfig, "scheduler": SchedulerConfig, "kvstore": KVStoreConfig}
+CONFIGS = {"worker": WorkerConfig, "frontend": FrontendConfig, "scheduler": SchedulerConfig,
+           "kvstore": KVStoreConfig}
 
 
 def parsed(spec: dict) -> dict[str, dict]:
@@ -65,6 +69,23 @@ def test_queue_caps_reach_the_scheduler_as_the_cli_reads_them():
     scheduler = parsed(SPECS[3])["scheduler"]
     assert (scheduler["max_queued_requests"], scheduler["max_queued_per_tenant"],
             scheduler["unroutable_timeout_s"]) == (64, 8, 2.5)
+
+
+def test_the_frontends_call_the_scheduler_where_it_listens():
+    parsed_specs = parsed(SPECS[0])
+    frontend, scheduler = parsed_specs["frontend"], parsed_specs["scheduler"]
+    assert scheduler["listen"] == f"0.0.0.0:{names.SCHEDULER_PORT}"
+    assert frontend["listen"] == f"0.0.0.0:{names.FRONTEND_PORT}"
+    assert frontend["scheduler_addr"] == f"demo-scheduler.ns.svc:{names.SCHEDULER_PORT}"
+    # The kubelet expands the pod's name from the downward API variable.
+    assert frontend["frontend_name"] == "$(FASTSWITCH_POD_NAME)"
+
+
+def test_the_frontends_and_the_scheduler_read_the_same_tenants_file():
+    parsed_specs = parsed(SPECS[2])
+    assert parsed_specs["frontend"]["tenants_file"] == "/etc/fastswitch/tenants/tenants.json"
+    assert parsed_specs["scheduler"]["tenants_file"] == parsed_specs["frontend"]["tenants_file"]
+    assert "tenants_file" not in parsed(SPECS[0])["frontend"]
 
 
 def test_worker_settings_reach_the_worker_as_the_cli_reads_them():
@@ -87,8 +108,12 @@ def test_every_service_gets_the_tls_files_and_mutual_tls_asks_for_client_certifi
 
 def test_the_shared_configmap_holds_variables_the_services_read():
     cluster = parse_spec("demo", "ns", SPECS[0], IMAGES)
-    read = settings.env_names(WorkerConfig) & settings.env_names(SchedulerConfig)
-    assert set(config_data(cluster)) - {"HF_HUB_OFFLINE"} <= read
+    shared = set(config_data(cluster)) - {"HF_HUB_OFFLINE"}
+    read = set().union(*(settings.env_names(config) for config in
+                         (WorkerConfig, FrontendConfig, SchedulerConfig)))
+    assert shared <= read
+    # The frontends find their tokenizer's model and their log level there.
+    assert {"FASTSWITCH_MODEL", "FASTSWITCH_LOG_LEVEL"} <= settings.env_names(FrontendConfig)
 
 
 def test_the_crd_defaults_are_the_services_defaults():

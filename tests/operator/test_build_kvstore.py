@@ -13,7 +13,7 @@ from fastswitch_operator.build_kvstore import (
 )
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("w:1", "s:1", "fastswitch/kvstore:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "fastswitch/kvstore:1", "redis:7", "IfNotPresent", ())
 
 
 def cluster(**kvstore):

@@ -7,17 +7,22 @@ import pytest
 
 from fastswitch_operator import names
 from fastswitch_operator.build_network_policies import (
+    build_frontend_network_policy,
     build_network_policies,
-    build_scheduler_network_policy,
 )
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 PORTS = {names.WORKER: names.WORKER_PORT, names.KVSTORE: names.KVSTORE_PORT,
-         names.REDIS: names.REDIS_PORT, names.SCHEDULER: names.SCHEDULER_PORT}
-# Who may call whom, on the callee's port, inside one cluster.
-CALLERS = {names.WORKER: {names.SCHEDULER}, names.KVSTORE: {names.SCHEDULER, names.WORKER},
-           names.REDIS: {names.KVSTORE}}
+         names.REDIS: names.REDIS_PORT, names.SCHEDULER: names.SCHEDULER_PORT,
+         names.FRONTEND: names.FRONTEND_PORT}
+# Who may call whom, on the callee's port, inside one cluster: the scheduler only from the
+# frontends, the workers from the scheduler (control) and the frontends (tokens).
+CALLERS = {names.SCHEDULER: {names.FRONTEND}, names.WORKER: {names.SCHEDULER, names.FRONTEND},
+           names.KVSTORE: {names.SCHEDULER, names.WORKER}, names.REDIS: {names.KVSTORE}}
+PEERS = [{"namespaceSelector": {"matchLabels": {"team": "ml"}}},
+         {"podSelector": {"matchLabels": {"app": "gateway"}}},
+         {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]
 
 
 def cluster(**spec):
@@ -69,22 +74,29 @@ def test_internal_ports_admit_only_the_clusters_own_callers(callee):
     assert not admits(policy, {"app": "something-else"}, PORTS[callee])
 
 
-def test_scheduler_admits_everyone_on_its_port_by_default():
-    policy = policies()[names.SCHEDULER]
-    assert admits(policy, {"app": "a-client"}, names.SCHEDULER_PORT)
-    assert not admits(policy, {"app": "a-client"}, 8080)
+def test_clients_reach_the_frontends_and_no_one_else():
+    everyone = policies()
+    assert admits(everyone[names.FRONTEND], {"app": "a-client"}, names.FRONTEND_PORT)
+    assert not admits(everyone[names.FRONTEND], {"app": "a-client"}, 8080)
+    for component in CALLERS:
+        assert not admits(everyone[component], {"app": "a-client"}, PORTS[component]), component
 
 
-def test_scheduler_ingress_is_what_the_spec_lists():
-    peers = [{"namespaceSelector": {"matchLabels": {"team": "ml"}}},
-             {"podSelector": {"matchLabels": {"app": "gateway"}}},
-             {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]
-    policy = build_scheduler_network_policy(cluster(networkPolicy={"schedulerIngress": peers}))
+@pytest.mark.parametrize("key", ["frontendIngress", "schedulerIngress"])
+def test_frontend_ingress_is_what_the_spec_lists(key):
+    # schedulerIngress is its old name, from when clients called the scheduler.
+    policy = build_frontend_network_policy(cluster(networkPolicy={key: PEERS}))
     (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == peers
-    assert rule["ports"] == [{"protocol": "TCP", "port": names.SCHEDULER_PORT}]
-    assert admits(policy, {"app": "gateway"}, names.SCHEDULER_PORT)
-    assert not admits(policy, {"app": "a-client"}, names.SCHEDULER_PORT)
+    assert rule["from"] == PEERS
+    assert rule["ports"] == [{"protocol": "TCP", "port": names.FRONTEND_PORT}]
+    assert admits(policy, {"app": "gateway"}, names.FRONTEND_PORT)
+    assert not admits(policy, {"app": "a-client"}, names.FRONTEND_PORT)
+
+
+def test_narrowing_the_frontends_leaves_the_scheduler_to_them():
+    scheduler = policies(networkPolicy={"frontendIngress": PEERS})[names.SCHEDULER]
+    assert not admits(scheduler, {"app": "gateway"}, names.SCHEDULER_PORT)
+    assert admits(scheduler, pod_labels("demo", names.FRONTEND), names.SCHEDULER_PORT)
 
 
 def test_an_external_redis_has_no_policy_and_disabling_removes_them_all():
@@ -96,5 +108,5 @@ def test_policies_validate_strictly():
     peers = [{"namespaceSelector": {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["gateways"]}]},
         "podSelector": {"matchLabels": {"app": "gateway"}}}]
-    for policy in build_network_policies(cluster(networkPolicy={"schedulerIngress": peers})):
+    for policy in build_network_policies(cluster(networkPolicy={"frontendIngress": peers})):
         kubernetes_validate.validate(policy, "1.30.0", strict=True)

@@ -1,4 +1,5 @@
-"""The scheduler Deployment and Service, built as pure functions."""
+"""The scheduler (the control plane) Deployment and its internal Service, built as pure
+functions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastswitch_operator import names
 from fastswitch_operator.build_scheduler import build_scheduler_deployment, build_scheduler_service
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("w:1", "fastswitch/scheduler:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "fastswitch/scheduler:1", "k:1", "redis:7", "IfNotPresent", ())
 
 
 def cluster(model=None, **scheduler):
@@ -26,6 +27,7 @@ def test_scheduler_flags_point_at_the_workers_headless_service():
     assert container(deployment)["command"] == ["fastswitch"]
     assert container(deployment)["args"] == [
         "scheduler",
+        "--listen=0.0.0.0:50052",
         "--workers=demo-workers.team-a.svc:50061",
         "--policy=fcfs",
         "--tick-ms=25",
@@ -68,20 +70,21 @@ def test_tenants_come_from_a_mounted_secret():
                                  "readOnly": True}
 
 
-def test_scheduler_mounts_the_model_for_its_tokenizer():
+def test_the_scheduler_needs_no_model_the_frontends_tokenize():
     deployment = build_scheduler_deployment(cluster(model={"pvc": {"claimName": "models"}}))
-    mounts = {m["name"]: m for m in container(deployment)["volumeMounts"]}
-    assert mounts["model"] == {"name": "model", "mountPath": "/models", "readOnly": True}
+    assert "model" not in {m["name"] for m in container(deployment)["volumeMounts"]}
+    assert "model" not in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
 
 
-def test_service_type_follows_the_spec_and_one_scheduler_owns_the_workers():
+def test_the_scheduler_service_is_internal_and_one_scheduler_owns_the_workers():
+    # serviceType is the old name of the frontends' Service type: clients call them now.
     built = cluster(serviceType="LoadBalancer")
     assert build_scheduler_deployment(built)["spec"]["replicas"] == 1
     service = build_scheduler_service(built)
-    assert service["spec"]["type"] == "LoadBalancer"
-    assert service["spec"]["ports"] == [{"name": "grpc", "port": names.SCHEDULER_PORT,
-                                         "targetPort": "grpc", "protocol": "TCP",
-                                         "appProtocol": "grpc"}]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "grpc", "port": 50052, "targetPort": "grpc",
+                                         "protocol": "TCP", "appProtocol": "grpc"}]
+    assert container(build_scheduler_deployment(built))["ports"][0]["containerPort"] == 50052
 
 
 def test_scheduler_is_ready_only_when_serving():

@@ -21,7 +21,7 @@ from fastswitch_operator.build_secrets import (
 )
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 
 
 def cluster(**spec):

@@ -7,16 +7,18 @@ import kubernetes_validate
 import pytest
 
 from fastswitch_operator import names
+from fastswitch_operator.build_frontend import build_frontend_deployment
 from fastswitch_operator.build_kvstore import build_kvstore_deployment, build_redis_deployment
 from fastswitch_operator.build_scheduler import build_scheduler_deployment
 from fastswitch_operator.build_transport import HEALTHCHECK, LIVENESS_SERVICE
 from fastswitch_operator.build_workers import build_workers_statefulset
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 # component -> (builder, port, the name its certificate must carry)
 SERVICES = {
     names.WORKER: (build_workers_statefulset, names.WORKER_PORT, "demo-workers.team-a.svc"),
+    names.FRONTEND: (build_frontend_deployment, names.FRONTEND_PORT, "demo-frontend.team-a.svc"),
     names.SCHEDULER: (build_scheduler_deployment, names.SCHEDULER_PORT, "demo-scheduler.team-a.svc"),
     names.KVSTORE: (build_kvstore_deployment, names.KVSTORE_PORT, "demo-kvstore.team-a.svc"),
 }

@@ -12,7 +12,7 @@ from fastswitch_operator.build_workers import (
 )
 from fastswitch_operator.spec import Images, parse_spec
 
-IMAGES = Images("fastswitch/worker:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("fastswitch/worker:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 
 
 def cluster(**spec):

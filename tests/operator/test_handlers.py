@@ -16,13 +16,16 @@ GVP = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
 WORKERS = "apps/v1/statefulsets"
 SPEC = {"model": {"preset": "tiny"}, "workers": {"replicas": 2, "gpus": 0}}
 CHILDREN = [("v1/configmaps", "demo-config"), ("v1/services", "demo-workers"),
-            ("v1/services", "demo-scheduler"), ("v1/services", "demo-kvstore"),
+            ("v1/services", "demo-scheduler"), ("v1/services", "demo-frontend"),
+            ("v1/services", "demo-kvstore"),
             ("v1/services", "demo-redis"), ("apps/v1/statefulsets", "demo-workers"),
-            ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/deployments", "demo-kvstore"),
+            ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/deployments", "demo-frontend"),
+            ("apps/v1/deployments", "demo-kvstore"),
             ("apps/v1/deployments", "demo-redis"),
             ("networking.k8s.io/v1/networkpolicies", "demo-workers"),
             ("networking.k8s.io/v1/networkpolicies", "demo-kvstore"),
             ("networking.k8s.io/v1/networkpolicies", "demo-scheduler"),
+            ("networking.k8s.io/v1/networkpolicies", "demo-frontend"),
             ("networking.k8s.io/v1/networkpolicies", "demo-redis"),
             ("v1/secrets", "demo-cluster-token"), ("v1/secrets", "demo-redis")]
 

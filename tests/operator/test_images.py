@@ -18,14 +18,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fastswitch import grpc_server, settings, transport
 from fastswitch.grpc_server import ServiceHealth
+from fastswitch_frontend.config import FrontendConfig
 from fastswitch_operator import build_transport, names, pods
+from fastswitch_operator.build_frontend import build_frontend_deployment
 from fastswitch_operator.build_workers import build_workers_statefulset
 from fastswitch_operator.spec import Images, parse_spec
+from fastswitch_scheduler.config import SchedulerConfig
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-IMAGES = Images("w", "s", "k", "r", "IfNotPresent", ())
-SERVICES = {"worker": names.WORKER_PORT, "scheduler": names.SCHEDULER_PORT,
-            "kvstore": names.KVSTORE_PORT}
+IMAGES = Images("w", "f", "s", "k", "r", "IfNotPresent", ())
+SERVICES = {"worker": names.WORKER_PORT, "frontend": names.FRONTEND_PORT,
+            "scheduler": names.SCHEDULER_PORT, "kvstore": names.KVSTORE_PORT}
 
 
 def dockerfile(name: str) -> str:
@@ -45,6 +48,19 @@ def test_service_images_run_the_cli_and_check_the_port_the_probes_use(service, p
     assert f"EXPOSE {port}" in text
     assert f'"{build_transport.HEALTHCHECK}", "{port}"]' in text
     assert f"COPY docker/healthcheck.py {build_transport.HEALTHCHECK}\n" in text
+
+
+def test_the_services_listen_by_default_where_the_images_and_pods_expect_them():
+    """The images' CMD passes no --listen: their HEALTHCHECK and EXPOSE rely on the CLI's
+    defaults (the operator passes --listen as well)."""
+    assert SchedulerConfig().listen == f"0.0.0.0:{names.SCHEDULER_PORT}"
+    assert FrontendConfig().listen == f"0.0.0.0:{names.FRONTEND_PORT}"
+    assert FrontendConfig().scheduler_addr.endswith(f":{names.SCHEDULER_PORT}")
+
+
+def test_the_frontend_image_has_no_torch():
+    extra = PYPROJECT["project"]["optional-dependencies"]["frontend"]
+    assert not [dependency for dependency in extra if dependency.startswith("torch")]
 
 
 def test_operator_image_runs_the_handlers_the_chart_runs():
@@ -160,7 +176,8 @@ async def test_healthcheck_presents_its_client_certificate_for_mutual_tls(tls_fi
         await server.stop(0)
 
 
-def _probe_as_run_here(probe: dict, container: dict, tls_files) -> tuple[list[str], dict[str, str]]:
+def _probe_as_run_here(probe: dict, container: dict, tls_files,
+                       server_name: str = "demo-workers.team-a.svc") -> tuple[list[str], dict[str, str]]:
     """An exec probe of a built pod, with the image's paths mapped to this machine's files and
     the certificate's name (the test certificate names localhost)."""
     local = {f"{build_transport.TLS_DIR}/{build_transport.TLS_CA}": str(tls_files.ca),
@@ -170,7 +187,7 @@ def _probe_as_run_here(probe: dict, container: dict, tls_files) -> tuple[list[st
     assert command[:2] == ["python", build_transport.HEALTHCHECK]
     env = {e["name"]: local.get(e["value"], e["value"]) for e in container["env"]
            if e["name"].startswith("FASTSWITCH_TLS_")}
-    assert env.pop("FASTSWITCH_TLS_SERVER_NAME") == "demo-workers.team-a.svc"
+    assert env.pop("FASTSWITCH_TLS_SERVER_NAME") == server_name
     return command[2:], {**env, "FASTSWITCH_TLS_SERVER_NAME": "localhost"}
 
 
@@ -194,3 +211,24 @@ async def test_the_workers_exec_probes_work_against_a_mutual_tls_worker(tls_file
     finally:
         await server.stop(0)
     assert results == {"readinessProbe": 0, "livenessProbe": 1}
+
+
+async def test_the_frontends_readiness_probe_works_against_a_mutual_tls_frontend(tls_files):
+    cluster = parse_spec("demo", "team-a", {"model": {"preset": "tiny"},
+                                            "tls": {"secretName": "certs", "mutual": True}},
+                         IMAGES)
+    (container,) = build_frontend_deployment(cluster)["spec"]["template"]["spec"]["containers"]
+    security = transport.TransportSecurity(
+        tls_cert=str(tls_files.server_cert), tls_key=str(tls_files.server_key),
+        tls_client_ca=str(tls_files.ca))
+    results = {}
+    for is_serving in (False, True):
+        server, port = await start_health_server(security, {"": is_serving})
+        try:
+            args, env = _probe_as_run_here(container["readinessProbe"], container, tls_files,
+                                           server_name="demo-frontend.team-a.svc")
+            assert args == [str(names.FRONTEND_PORT)]
+            results[is_serving] = await run_healthcheck(str(port), env=env)
+        finally:
+            await server.stop(0)
+    assert results == {False: 1, True: 0}

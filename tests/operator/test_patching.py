@@ -107,3 +107,18 @@ def test_types_matter_except_between_numbers():
     assert plan_patch(live, with_last_applied(DESIRED)) is None
     live["spec"]["replicas"] = "2"
     assert plan_patch(live, with_last_applied(DESIRED))["spec"] == {"replicas": 2}
+
+
+def test_a_replica_count_no_longer_desired_is_handed_over_not_deleted():
+    # Autoscaling turned on: the autoscaler owns the count from now on, starting where it is
+    # (deleting it would have the API server default it to 1).
+    autoscaled = json.loads(json.dumps(DESIRED))
+    del autoscaled["spec"]["replicas"]
+    live = live_after_server_defaults(DESIRED)
+    patch = plan_patch(live, with_last_applied(autoscaled))
+    assert "spec" not in patch
+    assert last_applied({"metadata": patch["metadata"]}) == autoscaled
+    # The autoscaler's later choices are left alone too.
+    live = json.loads(json.dumps(with_last_applied(autoscaled)))
+    live["spec"]["replicas"] = 7
+    assert plan_patch(live, with_last_applied(autoscaled)) is None

@@ -19,7 +19,7 @@ from fastswitch_operator.spec import Images
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "fastswitch"
 CLUSTER_RESOURCE = {"group": names.GROUP, "version": names.VERSION, "plural": names.PLURAL}
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 VERBS = {kmock.action.LIST: "list", kmock.action.WATCH: "watch", kmock.action.FETCH: "get",
          kmock.action.CREATE: "create", kmock.action.DELETE: "delete"}
 
@@ -61,19 +61,23 @@ async def test_the_namespaced_role_grants_every_request_a_reconcile_makes(
         await api_server.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                                  "metadata": {"name": "demo-tls", "namespace": namespace},
                                  "data": {"tls.crt": pem, "tls.key": pem, "ca.crt": pem}})
-        await create_cluster({"model": {"preset": "tiny"}, "tls": {"secretName": "demo-tls"}})
+        await create_cluster({"model": {"preset": "tiny"}, "tls": {"secretName": "demo-tls"},
+                              "frontend": {"autoscaling": {"maxReplicas": 4}}})
         await reconcile()  # creates everything, Secrets included
         await api_server.settle_workloads(namespace)
         await reconcile()  # reads back, writes status
         await edit_cluster({"spec": {"networkPolicy": {"enabled": False},
-                                     "kvstore": {"redis": {"url": "redis://:pw@cache:6379/0"}}}})
-        await reconcile()  # patches and prunes
+                                     "kvstore": {"redis": {"url": "redis://:pw@cache:6379/0"}},
+                                     "frontend": {"autoscaling": None}}})
+        await reconcile()  # patches and prunes (the autoscaler too)
     finally:
         api.close()
     requests = {(r.resource.group, r.resource.plural + (f"/{r.subresource}" if r.subresource else ""),
                  verb_of(r), r.namespace) for r in made if r.resource is not None}
     kinds = {(group, resource) for group, resource, _, _ in requests}
-    assert {("", "secrets"), ("networking.k8s.io", "networkpolicies")} <= kinds
+    assert {("", "secrets"), ("networking.k8s.io", "networkpolicies"),
+            ("autoscaling", "horizontalpodautoscalers")} <= kinds
+    assert ("autoscaling", "horizontalpodautoscalers", "delete", namespace) in requests
     assert {namespace_ for *_, namespace_ in requests} == {namespace}
     missing = sorted(r[:3] for r in requests if not is_granted(rules, *r[:3]))
     assert missing == []

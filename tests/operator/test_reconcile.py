@@ -12,10 +12,13 @@ from fastswitch_operator.kube import KubeApi
 from fastswitch_operator.reconcile import ClusterLocks, sync
 from fastswitch_operator.spec import Images
 
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 CLUSTERS = f"{names.API_VERSION}/{names.PLURAL}"
 CHILD_RESOURCES = ("v1/configmaps", "v1/services", "apps/v1/deployments", "apps/v1/statefulsets",
-                   "networking.k8s.io/v1/networkpolicies", "v1/secrets")
+                   "networking.k8s.io/v1/networkpolicies", "v1/secrets",
+                   "autoscaling/v2/horizontalpodautoscalers")
+FRONTENDS = ("apps/v1/deployments", "demo-frontend")
+AUTOSCALERS = "autoscaling/v2/horizontalpodautoscalers"
 
 
 @pytest.fixture
@@ -55,12 +58,14 @@ async def test_sync_creates_adopted_children_and_reports_status(api_server, name
     assert synced.error is None
     built = children(api_server, namespace)
     assert set(built) == {
-        ("ConfigMap", "demo-config"), ("Service", "demo-workers"),
+        ("ConfigMap", "demo-config"), ("Service", "demo-workers"), ("Service", "demo-frontend"),
         ("Service", "demo-scheduler"), ("Service", "demo-kvstore"), ("Service", "demo-redis"),
-        ("StatefulSet", "demo-workers"), ("Deployment", "demo-scheduler"),
-        ("Deployment", "demo-kvstore"), ("Deployment", "demo-redis"),
-        ("NetworkPolicy", "demo-workers"), ("NetworkPolicy", "demo-scheduler"),
-        ("NetworkPolicy", "demo-kvstore"), ("NetworkPolicy", "demo-redis"),
+        ("StatefulSet", "demo-workers"), ("Deployment", "demo-frontend"),
+        ("Deployment", "demo-scheduler"), ("Deployment", "demo-kvstore"),
+        ("Deployment", "demo-redis"),
+        ("NetworkPolicy", "demo-workers"), ("NetworkPolicy", "demo-frontend"),
+        ("NetworkPolicy", "demo-scheduler"), ("NetworkPolicy", "demo-kvstore"),
+        ("NetworkPolicy", "demo-redis"),
         ("Secret", "demo-cluster-token"), ("Secret", "demo-redis"),
     }
     for child in built.values():
@@ -72,7 +77,9 @@ async def test_sync_creates_adopted_children_and_reports_status(api_server, name
     status = api_server.live(CLUSTERS, namespace, "demo")["status"]
     assert status["phase"] == "Pending"
     assert status["workers"]["desired"] == 2
-    assert status["endpoints"]["scheduler"] == f"demo-scheduler.{namespace}.svc:50051"
+    assert status["endpoints"]["frontend"] == f"demo-frontend.{namespace}.svc:50051"
+    assert status["endpoints"]["scheduler"] == f"demo-scheduler.{namespace}.svc:50052"
+    assert status["frontend"] == {"desired": 2, "replicas": 0, "ready": 0}
 
 
 async def test_a_second_sync_writes_nothing(api_server, create_cluster, reconcile_now):
@@ -96,6 +103,7 @@ async def test_ready_workloads_make_the_cluster_ready(api_server, namespace, cre
     cluster = api_server.live(CLUSTERS, namespace, "demo")
     assert cluster["status"]["phase"] == "Ready"
     assert cluster["status"]["workers"]["ready"] == 3
+    assert cluster["status"]["frontend"] == {"desired": 2, "replicas": 2, "ready": 2}
     assert conditions(api_server, namespace)["Ready"]["status"] == "True"
 
 
@@ -194,7 +202,8 @@ async def test_a_missing_cluster_syncs_to_nothing(reconcile_now):
 
 
 WORKLOADS = [("apps/v1/deployments", "demo-redis"), ("apps/v1/deployments", "demo-kvstore"),
-             ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/statefulsets", "demo-workers")]
+             ("apps/v1/deployments", "demo-scheduler"), ("apps/v1/statefulsets", "demo-workers"),
+             FRONTENDS]
 
 
 def secret_value(api_server, namespace, name, key):
@@ -309,20 +318,63 @@ async def test_disabling_network_policies_deletes_them(api_server, namespace, cr
     assert not [kind for kind, _ in children(api_server, namespace) if kind == "NetworkPolicy"]
 
 
-async def test_scheduler_ingress_can_be_narrowed_and_opened_again(api_server, namespace, create_cluster,
-                                                                  edit_cluster, reconcile_now):
-    def scheduler_rule():
-        policy = api_server.live("networking.k8s.io/v1/networkpolicies", namespace, "demo-scheduler")
+async def test_frontend_ingress_can_be_narrowed_and_opened_again(api_server, namespace, create_cluster,
+                                                                 edit_cluster, reconcile_now):
+    def frontend_rule():
+        policy = api_server.live("networking.k8s.io/v1/networkpolicies", namespace, "demo-frontend")
         (rule,) = policy["spec"]["ingress"]
         return rule
 
     await create_cluster({"model": {"preset": "tiny"}})
     await reconcile_now()
-    assert "from" not in scheduler_rule()
+    assert "from" not in frontend_rule()
     peers = [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
-    await edit_cluster({"spec": {"networkPolicy": {"schedulerIngress": peers}}})
+    await edit_cluster({"spec": {"networkPolicy": {"frontendIngress": peers}}})
     await reconcile_now()
-    assert scheduler_rule()["from"] == peers
-    await edit_cluster({"spec": {"networkPolicy": {"schedulerIngress": None}}})
+    assert frontend_rule()["from"] == peers
+    await edit_cluster({"spec": {"networkPolicy": {"frontendIngress": None}}})
     await reconcile_now()
-    assert "from" not in scheduler_rule()
+    assert "from" not in frontend_rule()
+
+
+def frontend_replicas(api_server, namespace):
+    resource, name = FRONTENDS
+    return api_server.live(resource, namespace, name)["spec"].get("replicas")
+
+
+async def test_frontends_follow_their_replicas_until_an_autoscaler_takes_over(
+        api_server, namespace, create_cluster, edit_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"}, "frontend": {"replicas": 3}})
+    await reconcile_now()
+    assert frontend_replicas(api_server, namespace) == 3
+    assert api_server.live(AUTOSCALERS, namespace, "demo-frontend") is None
+    await edit_cluster({"spec": {"frontend": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["HorizontalPodAutoscaler/demo-frontend"] == "created"
+    autoscaler = api_server.live(AUTOSCALERS, namespace, "demo-frontend")
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == "demo-frontend"
+    assert autoscaler["metadata"]["ownerReferences"][0]["kind"] == names.KIND
+    # Handed over as it is: a count removed from the Deployment would be defaulted to 1.
+    assert frontend_replicas(api_server, namespace) == 3
+
+
+async def test_reconciles_leave_the_autoscalers_choice_alone_until_autoscaling_is_removed(
+        api_server, namespace, create_cluster, edit_cluster, reconcile_now):
+    await create_cluster({"model": {"preset": "tiny"},
+                          "frontend": {"replicas": 3, "autoscaling": {"maxReplicas": 6}}})
+    await reconcile_now()
+    # What the autoscaler does: it scales the Deployment.
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/demo-frontend"
+    async with api_server.patch(path, json={"spec": {"replicas": 5}}) as response:
+        assert response.status == 200
+    await api_server.settle_workloads(namespace)
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Deployment/demo-frontend"] == "unchanged"
+    assert frontend_replicas(api_server, namespace) == 5
+    status = api_server.live(CLUSTERS, namespace, "demo")["status"]
+    assert status["frontend"] == {"desired": 5, "replicas": 5, "ready": 5}
+    await edit_cluster({"spec": {"frontend": {"autoscaling": None}}})
+    synced = await reconcile_now()
+    assert synced.outcome.actions["HorizontalPodAutoscaler/demo-frontend"] == "deleted"
+    assert api_server.live(AUTOSCALERS, namespace, "demo-frontend") is None
+    assert frontend_replicas(api_server, namespace) == 3

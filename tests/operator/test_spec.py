@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from fastswitch_operator.spec import Images, InvalidSpecError, parse_spec
+from fastswitch_operator.spec_frontend import AutoscalingSpec
 
 CRD_PATH = (Path(__file__).resolve().parents[2] / "charts" / "fastswitch" / "crds"
             / "fastswitchclusters.fastswitch.io.yaml")
-IMAGES = Images("w:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
+IMAGES = Images("w:1", "f:1", "s:1", "k:1", "redis:7", "IfNotPresent", ())
 MINIMAL = {"model": {"preset": "tiny"}}
 
 
@@ -50,6 +51,11 @@ def test_security_fields_default_like_the_crd():
     assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
 
 
+def test_frontend_autoscaling_defaults_like_the_crd():
+    spec = {**MINIMAL, "frontend": {"autoscaling": {"maxReplicas": 3}}}
+    assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
+
+
 def test_pvc_path_defaults_like_the_crd():
     spec = {"model": {"pvc": {"claimName": "models"}}}
     assert parse(with_defaults(crd_spec_schema(), spec)) == parse(spec)
@@ -73,7 +79,11 @@ def test_minimal_spec_gets_documented_defaults():
     assert cluster.scheduler.unroutable_timeout_seconds == 30.0
     assert cluster.tls is None
     assert cluster.network_policy.enabled is True
-    assert cluster.network_policy.scheduler_ingress is None  # from anywhere
+    assert cluster.network_policy.frontend_ingress is None  # from anywhere
+    assert cluster.frontend.replicas == 2
+    assert cluster.frontend.autoscaling is None
+    assert cluster.frontend.service_type == "ClusterIP"
+    assert cluster.frontend.placement.resources == {"requests": {"cpu": "500m", "memory": "512Mi"}}
 
 
 def test_full_spec_is_parsed():
@@ -89,7 +99,13 @@ def test_full_spec_is_parsed():
         "scheduler": {"policy": "trace", "trace": {"pattern": "markov", "updateProbability": 0.5},
                       "tenantsSecret": {"name": "tenants"}},
         "kvstore": {"redis": {"urlSecret": {"name": "redis", "key": "url"}}},
-        "images": {"worker": "registry.example/worker:2", "pullSecrets": ["pull"]},
+        "frontend": {"replicas": 4, "serviceType": "LoadBalancer",
+                     "autoscaling": {"minReplicas": 3, "maxReplicas": 12,
+                                     "targetCPUUtilizationPercentage": 65},
+                     "resources": {"requests": {"cpu": "1"}},
+                     "nodeSelector": {"pool": "cpu"}},
+        "images": {"worker": "registry.example/worker:2", "frontend": "registry.example/fe:2",
+                   "pullSecrets": ["pull"]},
         "tls": {"secretName": "fastswitch-tls", "mutual": True},
         "networkPolicy": {"schedulerIngress": [
             {"namespaceSelector": {"matchLabels": {"team": "ml"}},
@@ -107,9 +123,14 @@ def test_full_spec_is_parsed():
     assert not cluster.kvstore.is_redis_managed
     assert cluster.images.worker == "registry.example/worker:2"
     assert cluster.images.scheduler == "s:1"
+    assert cluster.images.frontend == "registry.example/fe:2"
+    assert cluster.frontend.replicas == 4 and cluster.frontend.service_type == "LoadBalancer"
+    assert cluster.frontend.autoscaling == AutoscalingSpec(3, 12, 65)
+    assert cluster.frontend.placement.resources == {"requests": {"cpu": "1"}}
+    assert cluster.frontend.placement.node_selector == {"pool": "cpu"}
     assert cluster.images.pull_secrets == ("pull",)
     assert cluster.tls.secret_name == "fastswitch-tls" and cluster.tls.mutual is True
-    assert cluster.network_policy.scheduler_ingress[1] == {
+    assert cluster.network_policy.frontend_ingress[1] == {
         "ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}
 
 
@@ -189,6 +210,30 @@ def test_scheduler_queue_caps_are_parsed():
      "podSelector.app is not a known field"),
     ({**MINIMAL, "networkPolicy": {"schedulerIngress": [{"nodeSelector": {}}]}},
      "schedulerIngress[0].nodeSelector is not a known field"),
+    ({**MINIMAL, "networkPolicy": {"frontendIngress": []}},
+     "spec.networkPolicy.frontendIngress must list at least one peer"),
+    ({**MINIMAL, "networkPolicy": {"frontendIngress": [{"ipBlock": {"cidr": "x"}}]}},
+     "frontendIngress[0].ipBlock.cidr must be a CIDR"),
+    ({**MINIMAL, "networkPolicy": {
+        "frontendIngress": [{"podSelector": {}}], "schedulerIngress": [{"podSelector": {}}]}},
+     "set at most one of spec.networkPolicy.frontendIngress or "
+     "spec.networkPolicy.schedulerIngress"),
+    ({**MINIMAL, "frontend": {"replicas": 0}}, "spec.frontend.replicas must be at least 1"),
+    ({**MINIMAL, "frontend": {"replica": 2}}, "spec.frontend.replica is not a known field"),
+    ({**MINIMAL, "frontend": {"serviceType": "Ingress"}}, "spec.frontend.serviceType must be one of"),
+    ({**MINIMAL, "scheduler": {"serviceType": "Ingress"}}, "spec.scheduler.serviceType must be one of"),
+    ({**MINIMAL, "frontend": {"autoscaling": {}}},
+     "spec.frontend.autoscaling.maxReplicas is required"),
+    ({**MINIMAL, "frontend": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}},
+     "spec.frontend.autoscaling.maxReplicas must be at least minReplicas (4)"),
+    ({**MINIMAL, "frontend": {"autoscaling": {"maxReplicas": 2, "targetCPU": 50}}},
+     "spec.frontend.autoscaling.targetCPU is not a known field"),
+    ({**MINIMAL, "frontend": {"autoscaling": {"maxReplicas": 2,
+                                              "targetCPUUtilizationPercentage": 0}}},
+     "targetCPUUtilizationPercentage must be at least 1"),
+    ({**MINIMAL, "frontend": {"autoscaling": {"maxReplicas": 2},
+                              "resources": {"limits": {"cpu": "1"}}}},
+     "spec.frontend.autoscaling needs spec.frontend.resources.requests.cpu"),
 ])
 def test_invalid_spec_names_the_problem(spec, problem):
     with pytest.raises(InvalidSpecError) as raised:

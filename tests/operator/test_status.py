@@ -17,14 +17,16 @@ def workload(replicas, ready, generation=3, observed=3, updated=None):
     }
 
 
-def states(workers, others=True):
+def states(workers, others=True, frontend=None):
     ready = WorkloadState.of(workload(1, 1 if others else 0))
-    return {names.WORKER: workers, names.SCHEDULER: ready, names.KVSTORE: ready}
+    frontend = frontend or WorkloadState.of(workload(2, 2 if others else 0))
+    return {names.WORKER: workers, names.FRONTEND: frontend, names.SCHEDULER: ready,
+            names.KVSTORE: ready}
 
 
-def build(workers, desired=2, previous=None, now=T0, others=True):
+def build(workers, desired=2, previous=None, now=T0, others=True, frontend=None):
     return status.build_status(cluster_name="demo", namespace="ns", generation=4,
-                               desired_workers=desired, states=states(workers, others),
+                               desired_workers=desired, states=states(workers, others, frontend),
                                previous=previous or {}, now=now)
 
 
@@ -48,7 +50,9 @@ def test_ready_when_every_component_is_ready():
     assert conditions(built)["WorkersReady"]["message"] == "2/2 workers ready"
     assert built["workers"] == {"desired": 2, "replicas": 2, "ready": 2,
                                 "selector": names.label_selector("demo", names.WORKER)}
-    assert built["endpoints"]["scheduler"] == "demo-scheduler.ns.svc:50051"
+    assert built["frontend"] == {"desired": 2, "replicas": 2, "ready": 2}
+    assert built["endpoints"]["frontend"] == "demo-frontend.ns.svc:50051"
+    assert built["endpoints"]["scheduler"] == "demo-scheduler.ns.svc:50052"
     assert all(c["observedGeneration"] == 4 for c in built["conditions"])
 
 
@@ -63,7 +67,16 @@ def test_pending_until_anything_is_ready():
     built = build(WorkloadState.of(workload(2, 0)), others=False)
     assert built["phase"] == "Pending"
     assert conditions(built)["Ready"]["message"] == (
-        "waiting for workers (0/2 ready), scheduler, kvstore")
+        "waiting for workers (0/2 ready), frontends (0/2 ready), scheduler, kvstore")
+
+
+def test_frontends_report_what_their_deployment_has_and_are_waited_for():
+    # An autoscaler asked for 4: the Deployment's count, whatever spec.frontend.replicas says.
+    built = build(WorkloadState.of(workload(2, 2)), frontend=WorkloadState.of(workload(4, 3)))
+    assert built["frontend"] == {"desired": 4, "replicas": 4, "ready": 3}
+    assert built["phase"] == "Progressing"
+    assert conditions(built)["WorkersReady"]["status"] == "True"
+    assert conditions(built)["Ready"]["message"] == "waiting for frontends (3/4 ready)"
 
 
 def test_desired_workers_come_from_the_cluster_not_the_statefulset():

@@ -111,6 +111,10 @@ It lists and watches no Secrets and touches no Pods.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# The frontends' HorizontalPodAutoscaler, when spec.frontend.autoscaling asks for one.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # The Secrets it generates (cluster credential, Redis password) are created once and never
 # changed: get (does it exist, is it usable) and create. get also checks spec.tls's Secret.
 - apiGroups: [""]
