@@ -1,4 +1,5 @@
-"""Per-token overhead of the gRPC path (client -> scheduler -> worker -> back) against
+"""Per-token overhead of the gRPC path (client -> frontend -> worker -> back; the scheduler
+places and admits but carries no token) against
 calling the engine in-process, on the same model and batch. Prints a table, writes JSON.
 
     python benchmarks/grpc_overhead.py --out benchmarks/results/grpc_overhead_cpu.json
@@ -50,7 +51,8 @@ def in_process(engine_config: EngineConfig, num_requests: int, max_tokens: int) 
 
 async def over_grpc(engine_config: EngineConfig, num_requests: int, max_tokens: int,
                     log_dir: Path) -> list[float]:
-    """The same requests through scheduler and worker processes, timed at the client."""
+    """The same requests through frontend, scheduler and worker processes, timed at the
+    client."""
     # Shorter than the default tick: what is measured is the token path, not how long a new
     # request waits to be admitted.
     scheduler = SchedulerConfig(tick_ms=5)
@@ -97,7 +99,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "benchmark": "grpc_overhead", "model": args.model, "num_requests": args.num_requests,
         "max_tokens": args.max_tokens, "compute_threads": args.compute_threads,
-        "grpc_path": "client -> scheduler process -> worker process (127.0.0.1)", "tbt_ms": {"in_process": local, "grpc": remote},
+        "grpc_path": "client -> frontend process <- worker process (127.0.0.1); scheduler process: control only", "tbt_ms": {"in_process": local, "grpc": remote},
         "overhead_ms": overhead, "load_avg": os.getloadavg(),
         "machine": machine_description()}, indent=2) + "\n")
 

@@ -33,20 +33,21 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         reader = asyncio.create_task(self._read(request_iterator, session))
         reader.add_done_callback(_retrieve)
         try:
-            while True:
-                getter = asyncio.ensure_future(session.outbox.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:  # the frontend hung up
-                    getter.cancel()
-                    return
-                if (msg := getter.result()) is None:  # replaced by a newer session
-                    return
+            # The reader puts None when the frontend hangs up, as the core does when a newer
+            # session of the same frontend replaces this one.
+            while (msg := await session.outbox.get()) is not None:
                 yield msg
         finally:
             reader.cancel()
             self.core.close_frontend(session)
 
     async def _read(self, request_iterator, session) -> None:
+        try:
+            await self._apply(request_iterator, session)
+        finally:
+            session.close()  # the frontend hung up: the session's stream ends
+
+    async def _apply(self, request_iterator, session) -> None:
         async for msg in request_iterator:
             try:
                 kind = msg.WhichOneof("message")

@@ -83,29 +83,26 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                                 f"a stream starts with a hello naming the frontend (1-"
                                 f"{MAX_FRONTEND_ID_CHARS} characters)")
         queue = self.service.open_stream(frontend_id)
-        reader = asyncio.create_task(self._read_stream(request_iterator, frontend_id))
+        reader = asyncio.create_task(self._read_stream(request_iterator, frontend_id, queue))
         reader.add_done_callback(_retrieve)
         try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:  # the frontend hung up
-                    getter.cancel()
-                    return
-                response = getter.result()
-                if response is None:  # replaced by a newer stream, or the worker stops
-                    return
+            # One message per step, straight from the outbox: the reader puts None when the
+            # frontend hangs up, as the outbox does when a newer stream replaces this one.
+            while (response := await queue.get()) is not None:
                 yield response
         finally:
             reader.cancel()
             self.service.close_stream(frontend_id, queue)
 
-    async def _read_stream(self, request_iterator, frontend_id: str) -> None:
-        async for msg in request_iterator:
-            try:
-                self.service.handle_stream(frontend_id, msg)
-            except Exception:  # a malformed message must not end the stream
-                log.exception("bad stream message")
+    async def _read_stream(self, request_iterator, frontend_id: str, queue: asyncio.Queue) -> None:
+        try:
+            async for msg in request_iterator:
+                try:
+                    self.service.handle_stream(frontend_id, msg)
+                except Exception:  # a malformed message must not end the stream
+                    log.exception("bad stream message")
+        finally:
+            queue.put_nowait(None)  # the frontend hung up: the stream ends
 
     async def GetWorkerStats(self, request, context) -> worker_pb2.GetWorkerStatsResponse:
         return self.service.latest_stats
