@@ -12,6 +12,7 @@ from fastswitch_frontend.config import FrontendConfig
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_worker.engine.config import EngineConfig, SwitchMode
+from fastswitch_worker.engine.simulated_config import SimulatedEngineConfig
 from fastswitch_worker.service.config import WorkerConfig
 
 SERVICES = {"frontend": FrontendConfig, "scheduler": SchedulerConfig, "worker": WorkerConfig,
@@ -56,7 +57,11 @@ def samples(tls_files) -> dict[str, object]:
         "worker": WorkerConfig(
             engine=engine, listen="127.0.0.1:7001", worker_id="w-7",
             advertise_address="w-7.workers:50061", kvstore_addr="127.0.0.1:7002",
-            drain_timeout_s=2.5, liveness_timeout_s=60.0, security=security, log_level="debug"),
+            drain_timeout_s=2.5, liveness_timeout_s=60.0, security=security, log_level="debug",
+            simulate=True, simulation=SimulatedEngineConfig(
+                simulated_step_ms=5.0, simulated_kv_tokens=4096, simulated_host_kv_tokens=8192,
+                simulated_kv_bytes_per_token=1024, simulated_copy_gb_per_s=10.0,
+                simulated_vocab_size=512, simulated_answer_tokens=7)),
         "scheduler": SchedulerConfig(
             listen="127.0.0.1:7000", workers=("127.0.0.1:7001", "workers.ns.svc:50061"),
             discovery_interval_s=1.5, kvstore_addr="127.0.0.1:7002", policy="trace", tick_ms=7.5, tenants_file="/etc/tenants.json", vtc_input_weight=0.5,

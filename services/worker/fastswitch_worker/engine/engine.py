@@ -20,6 +20,7 @@ import torch
 
 from fastswitch.tokenizer import load_tokenizer
 from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.engine.errors import EngineInconsistentError, InvalidRequestError
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
 from fastswitch_worker.engine.loader import load_model, resolve_device, weights_dtype
@@ -45,19 +46,6 @@ from fastswitch_worker.engine.swapper import Swapper
 from fastswitch_worker.engine.switches import Switches
 
 IDLE_COPY_WAIT_S = 0.005
-
-
-class InvalidRequestError(ValueError):
-    """The request cannot be served as given (empty or oversized prompt, duplicate id...)."""
-
-
-class EngineInconsistentError(RuntimeError):
-    """After a failed step the engine's bookkeeping is broken: it cannot serve any more.
-    `request_ids` are the failed step's requests, as fail_step() would have returned them."""
-
-    def __init__(self, message: str, request_ids: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.request_ids = request_ids
 
 
 class Engine:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastswitch import logs, transport
 from fastswitch.settings import setting
 from fastswitch_worker.engine.config import EngineConfig
+from fastswitch_worker.engine.simulated_config import SimulatedEngineConfig
 
 DEFAULT_PORT = 50061
 # Longer than any one engine step takes (a long prefill on CPU included), so liveness fails only
@@ -19,6 +20,13 @@ DEFAULT_LIVENESS_TIMEOUT_S = 120.0
 @dataclass(frozen=True)
 class WorkerConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # No model: the engine's bookkeeping with modelled step and copy times (engine/simulated.py),
+    # so a benchmark runs tens of workers' real protocol on a few cores.
+    simulate: bool = setting(False, help=(
+        "run a simulated engine instead of the model: the real protocol and request "
+        "bookkeeping, steps and copies that take modelled time (--simulated-*); the engine's "
+        "batching and block settings apply, its model, device and memory settings do not"))
+    simulation: SimulatedEngineConfig = field(default_factory=SimulatedEngineConfig)
     listen: str = setting(f"0.0.0.0:{DEFAULT_PORT}", env="FASTSWITCH_WORKER_LISTEN",
                           metavar="HOST:PORT", help="gRPC address the scheduler calls")
     worker_id: str = setting(default_factory=socket.gethostname, default_text="the host name",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastswitch.v1 import common_pb2, worker_pb2
-from fastswitch_worker.engine.engine import Engine
 from fastswitch_worker.engine.kv_manager import PublishedKV, SwapDirection
 from fastswitch_worker.engine.outputs import RequestOutput, StateChange, StepResult
 from fastswitch_worker.engine.sequence import (
@@ -14,6 +14,9 @@ from fastswitch_worker.engine.sequence import (
     SamplingParams,
     StopConditions,
 )
+
+if TYPE_CHECKING:
+    from fastswitch_worker.engine.engine import Engine
 
 STATE = {
     RequestStatus.WAITING: common_pb2.REQUEST_STATE_WAITING,

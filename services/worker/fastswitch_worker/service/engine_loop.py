@@ -18,13 +18,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from fastswitch_worker.engine.engine import Engine, EngineInconsistentError
+from fastswitch_worker.engine.errors import EngineInconsistentError
 from fastswitch_worker.engine.outputs import StepResult
+
+if TYPE_CHECKING:
+    from fastswitch_worker.engine.engine import Engine
 
 log = logging.getLogger("fastswitch.worker.loop")
 
-Command = Callable[[Engine], None]
+Command = Callable[["Engine"], None]
 IDLE_POLL_S = 0.05
 # A fault that survives this many steps in a row (no step between them ran the model
 # successfully) is not one bad request: stop trusting the engine.

@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 
 from fastswitch.v1 import common_pb2, worker_pb2
-from fastswitch_worker.engine.engine import Engine, InvalidRequestError
+from fastswitch_worker.engine.errors import InvalidRequestError
 from fastswitch_worker.engine.outputs import StepResult
 from fastswitch_worker.service import convert
 from fastswitch_worker.service.config import WorkerConfig
 from fastswitch_worker.service.engine_loop import EngineLoop
+from fastswitch_worker.service.engines import make_engine
 from fastswitch_worker.service.frontend_outbox import FrontendOutbox
 from fastswitch_worker.service.held import Held, HeldRequests
 from fastswitch_worker.service.kvstore_client import KVStoreClient
@@ -29,6 +31,9 @@ from fastswitch_worker.service.session import (
     SessionRefusedError,
     loggable,
 )
+
+if TYPE_CHECKING:
+    from fastswitch_worker.engine.engine import Engine
 
 log = logging.getLogger("fastswitch.worker")
 
@@ -46,7 +51,7 @@ class WorkerService:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
-        self.engine_loop = EngineLoop(lambda: Engine(config.engine), self._on_step_engine,
+        self.engine_loop = EngineLoop(lambda: make_engine(config), self._on_step_engine,
                                       on_step_failed=self._on_step_failed_engine,
                                       on_fatal=self._on_fatal_engine)
         self.kvstore = (KVStoreClient(config.kvstore_addr, config.worker_id,
