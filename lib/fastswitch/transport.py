@@ -144,12 +144,18 @@ def server_credentials(security: TransportSecurity) -> grpc.ServerCredentials:
 
 
 # ---- clients ---------------------------------------------------------------------------------
-def channel(address: str, security: TransportSecurity, *, server_name: str = "") -> grpc.aio.Channel:
+def channel(address: str, security: TransportSecurity, *, server_name: str = "",
+            inject_token: bool = True) -> grpc.aio.Channel:
     """An asyncio channel to another component: TLS when `tls_ca` is set, the cluster
     credential on every call when there is one, keepalives so a dead peer is noticed.
     `server_name`: the name the server's certificate must carry when `address` is an IP that
-    was resolved from it (a pod behind a headless Service)."""
-    interceptors = _token_injectors(security.cluster_token) if security.cluster_token else None
+    was resolved from it (a pod behind a headless Service).
+
+    `inject_token=False` leaves the credential to the caller (`metadata=stream_metadata(...)`
+    on each call): for long-lived streams, where grpc.aio's interceptors would add a task per
+    message."""
+    interceptors = (_token_injectors(security.cluster_token)
+                    if security.cluster_token and inject_token else None)
     if security.calls_tls:
         options = CLIENT_OPTIONS
         if server_name and not _is_ip(server_name):
@@ -187,6 +193,11 @@ def _is_ip(host: str) -> bool:
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return ((AUTHORIZATION, f"Bearer {token}"),) if token else ()
+
+
+def stream_metadata(security: TransportSecurity) -> tuple[tuple[str, str], ...]:
+    """The cluster credential as call metadata, for calls on an `inject_token=False` channel."""
+    return bearer_metadata(security.cluster_token)
 
 
 def _read(path: str) -> bytes:

@@ -44,6 +44,14 @@ class LocalStack:
         """The client API (the frontend's)."""
         return self.frontend.address
 
+    async def until_scheduler_idle(self, timeout_s: float = 10.0) -> None:
+        """Wait until the scheduler holds no request: it has heard every finish, so its
+        counters include every token served (workers report counts coalesced over
+        --progress-interval-ms, after the clients have their last token)."""
+        async with asyncio.timeout(timeout_s):
+            while self.scheduler.core.requests:
+                await asyncio.sleep(0.01)
+
     async def restart_scheduler(self) -> SchedulerServer:
         """Stop the scheduler and start a new one on the same port (the frontends and the
         workers reconnect to it by themselves); returns it once every worker is connected."""

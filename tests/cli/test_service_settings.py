@@ -57,7 +57,8 @@ def samples(tls_files) -> dict[str, object]:
         "worker": WorkerConfig(
             engine=engine, listen="127.0.0.1:7001", worker_id="w-7",
             advertise_address="w-7.workers:50061", kvstore_addr="127.0.0.1:7002",
-            drain_timeout_s=2.5, liveness_timeout_s=60.0, security=security, log_level="debug",
+            drain_timeout_s=2.5, liveness_timeout_s=60.0, progress_interval_ms=5.0,
+            security=security, log_level="debug",
             simulate=True, simulation=SimulatedEngineConfig(
                 simulated_step_ms=5.0, simulated_kv_tokens=4096, simulated_host_kv_tokens=8192,
                 simulated_kv_bytes_per_token=1024, simulated_copy_gb_per_s=10.0,

@@ -126,6 +126,7 @@ async def test_the_scheduler_hears_counts_and_charges_the_authenticated_tenant(s
         stream = Stream(stack.stub, "counted", 16)
         await stream.task
         assert len(stream.tokens) == 16
+        await stack.until_scheduler_idle()
         assert sum(p.num_new_tokens for event in seen for p in event.progress) == 16
         assert "outputs" not in seen[0].DESCRIPTOR.fields_by_name  # no field could carry tokens
         served = await stack.stub.ListTenants(scheduler_pb2.ListTenantsRequest(),

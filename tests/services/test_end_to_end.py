@@ -100,6 +100,7 @@ async def test_identity_comes_from_the_bearer_token(stack_factory) -> None:
             tenant="alice", weight=5), metadata=auth("tok-admin"))
         assert response.tenant.weight == 5
         await collect(stack.stub, generate_request(max_tokens=4), token="tok-b")
+        await stack.until_scheduler_idle()
         tenants = await stack.stub.ListTenants(scheduler_pb2.ListTenantsRequest(), metadata=auth("tok-admin"))
         served = {t.name: t.num_served_generated_tokens for t in tenants.tenants}
         assert served["bob"] == 4 and served["alice"] == 0

@@ -63,6 +63,8 @@ async def test_vtc_shares_the_gpu_and_preempts_the_heavy_tenant_by_swapping(
         bob = {name: asyncio.create_task(stream(stack.stub, request(p, max_tokens), "tok-b", sink))
                for name, p in prompts.items() if name.startswith("b")}
         await asyncio.gather(*bob.values())
+        while stack.scheduler.core.requests.num_of("bob"):  # counts arrive coalesced
+            await asyncio.sleep(0.005)
         # Bob (4x lighter) finished while alice was still backlogged: compare service then.
         tenants = await stack.stub.ListTenants(scheduler_pb2.ListTenantsRequest(), metadata=auth("tok-admin"))
         counters = {t.name: t for t in tenants.tenants}

@@ -114,6 +114,7 @@ async def test_admin_input_is_validated(stack_factory, tenant, weight, code):
                                                metadata=auth("tok-admin"))
         assert {t.name: t.weight for t in tenants.tenants} == {"alice": 1.0, "bob": 1.0, "ops": 1.0}
         assert len(await tokens_of(stack.stub, generate_request())) == 6
+        await stack.until_scheduler_idle()
         alice = next(t for t in (await stack.stub.ListTenants(
             scheduler_pb2.ListTenantsRequest(), metadata=auth("tok-a"))).tenants)
         assert math.isfinite(alice.virtual_tokens) and alice.virtual_tokens > 0

@@ -8,20 +8,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionRequest(_message.Message):
-    __slots__ = ("admit", "preempt", "resume", "abort", "update_priorities", "drain")
+    __slots__ = ("admit", "preempt", "resume", "abort", "update_priorities", "drain", "batch")
     ADMIT_FIELD_NUMBER: _ClassVar[int]
     PREEMPT_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     admit: AdmitCommand
     preempt: PreemptCommand
     resume: ResumeCommand
     abort: AbortCommand
     update_priorities: UpdatePrioritiesCommand
     drain: DrainCommand
-    def __init__(self, admit: _Optional[_Union[AdmitCommand, _Mapping]] = ..., preempt: _Optional[_Union[PreemptCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeCommand, _Mapping]] = ..., abort: _Optional[_Union[AbortCommand, _Mapping]] = ..., update_priorities: _Optional[_Union[UpdatePrioritiesCommand, _Mapping]] = ..., drain: _Optional[_Union[DrainCommand, _Mapping]] = ...) -> None: ...
+    batch: CommandBatch
+    def __init__(self, admit: _Optional[_Union[AdmitCommand, _Mapping]] = ..., preempt: _Optional[_Union[PreemptCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeCommand, _Mapping]] = ..., abort: _Optional[_Union[AbortCommand, _Mapping]] = ..., update_priorities: _Optional[_Union[UpdatePrioritiesCommand, _Mapping]] = ..., drain: _Optional[_Union[DrainCommand, _Mapping]] = ..., batch: _Optional[_Union[CommandBatch, _Mapping]] = ...) -> None: ...
+
+class CommandBatch(_message.Message):
+    __slots__ = ("abort", "preempt", "resume", "admit")
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    PREEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_FIELD_NUMBER: _ClassVar[int]
+    abort: _containers.RepeatedScalarFieldContainer[str]
+    preempt: _containers.RepeatedScalarFieldContainer[str]
+    resume: _containers.RepeatedScalarFieldContainer[str]
+    admit: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, abort: _Optional[_Iterable[str]] = ..., preempt: _Optional[_Iterable[str]] = ..., resume: _Optional[_Iterable[str]] = ..., admit: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AdmitCommand(_message.Message):
     __slots__ = ("request_id",)

@@ -52,7 +52,8 @@ class FrontendCore:
         self._ids = itertools.count()
         self.control = Link(
             "scheduler", config.scheduler_addr, config.security,
-            open_call=lambda channel, messages: control_pb2_grpc.ControlStub(channel).FrontendSession(messages),
+            open_call=lambda channel, messages, metadata: control_pb2_grpc.ControlStub(
+                channel).FrontendSession(messages, metadata=metadata),
             opening=self._control_opening, on_message=self._on_control)
         self._tasks: list[asyncio.Task] = []
 
@@ -112,7 +113,10 @@ class FrontendCore:
 
     def _on_control(self, msg: control_pb2.FrontendSessionResponse) -> None:
         kind = msg.WhichOneof("message")
-        if kind == "place":
+        if kind == "placements":
+            for placement in msg.placements.placements:
+                self._place(placement.request_id, placement.worker_id)
+        elif kind == "place":
             self._place(msg.place.request_id, msg.place.worker_id)
         elif kind == "end":
             request = self.requests.get(msg.end.request_id)
@@ -165,7 +169,8 @@ class FrontendCore:
         stream = Link(
             f"worker {worker_id}", endpoint.address, self.config.security,
             server_name=endpoint.server_name,
-            open_call=lambda channel, messages: worker_pb2_grpc.WorkerStub(channel).Stream(messages),
+            open_call=lambda channel, messages, metadata: worker_pb2_grpc.WorkerStub(
+                channel).Stream(messages, metadata=metadata),
             opening=lambda: self._stream_opening(worker_id),
             on_message=lambda msg: self._on_worker(worker_id, msg))
         stream.start()

@@ -16,8 +16,8 @@ from fastswitch import transport
 log = logging.getLogger("fastswitch.frontend.link")
 RECONNECT_DELAY_S = 0.5
 
-# (channel, outgoing messages) -> the bidi call
-OpenCall = Callable[[grpc.aio.Channel, AsyncIterator], grpc.aio.StreamStreamCall]
+# (channel, outgoing messages, call metadata: the cluster credential) -> the bidi call
+OpenCall = Callable[[grpc.aio.Channel, AsyncIterator, tuple], grpc.aio.StreamStreamCall]
 
 
 class Link:
@@ -62,7 +62,7 @@ class Link:
     async def _run(self) -> None:
         while True:
             try:
-                async with transport.channel(self.address, self.security,
+                async with transport.channel(self.address, self.security, inject_token=False,
                                              server_name=self.server_name) as channel:
                     await self._stream(channel)
             except asyncio.CancelledError:
@@ -79,7 +79,8 @@ class Link:
 
     async def _stream(self, channel: grpc.aio.Channel) -> None:
         outbox = self._outbox = asyncio.Queue()
-        call = self._open_call(channel, self._messages(outbox))
+        call = self._open_call(channel, self._messages(outbox),
+                               transport.stream_metadata(self.security))
         for msg in self._opening():  # taken and queued with no await between: nothing is missed
             outbox.put_nowait(msg)
         self.is_up = True

@@ -52,7 +52,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             try:
                 kind = msg.WhichOneof("message")
                 if kind == "submit":
-                    await self.core.submit(session, msg.submit)
+                    self.core.submit(session, msg.submit)
                 elif kind == "cancel":
                     request = self.core.requests.get(msg.cancel.request_id)
                     if request is not None and request.frontend_id == session.frontend_id:

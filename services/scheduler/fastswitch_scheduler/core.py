@@ -159,14 +159,15 @@ class SchedulerCore:
                     "its limit (--max-queued-per-tenant); retry later")
         return None
 
-    async def submit(self, session: FrontendSession, submit: control_pb2.SubmitRequest) -> None:
-        """Mutates: registers a frontend's request and routes it; refusals go back as
+    def submit(self, session: FrontendSession, submit: control_pb2.SubmitRequest) -> None:
+        """Mutates: registers a frontend's request for the next tick; refusals go back as
         RequestEnd. A request submitted again (a new session) keeps its state, or is adopted
         from the worker that holds it."""
         known = self.requests.get(submit.request_id)
         if known is not None:
             if known.frontend_id == session.frontend_id and known.worker_id is not None:
                 session.place(known.request_id, known.worker_id)
+                session.flush()
             return
         tenant = self.tenants.tenants.get(submit.tenant)
         if tenant is None:
@@ -196,8 +197,8 @@ class SchedulerCore:
         unclaimed = self.unclaimed.pop(request.request_id, None)
         if unclaimed is not None:
             self._adopt(request, *unclaimed[:2])
-            return
-        await self._route(request)
+        # Else the next tick places it (and admits it when it may run): one message per
+        # frontend and per worker for all of a tick's new requests.
 
     def _adopt(self, request: ClusterRequest, worker_id: str, held: worker_pb2.HeldRequest) -> None:
         """Mutates: the request keeps running where it is (its worker reported it held)."""
@@ -210,29 +211,32 @@ class SchedulerCore:
             request.mark_phase(Phase.RUNNING if held.state in RUNNING_STATES else Phase.PREEMPTED)
         log.debug("request adopted", extra={"request_id": request.request_id, "worker": worker_id})
 
-    async def _route(self, request: ClusterRequest) -> None:
-        """Sticky: a conversation's next turn goes where its KV is; else the least loaded.
-        The owning frontend is told where, and stages the request there."""
-        if request.claimed_worker_id or not self.routable_links():
-            return  # routed by the tick: once the claim is settled, or a worker is ready
+    async def _route(self, request: ClusterRequest, load: dict[str, list[int]]) -> None:
+        """Mutates: sticky — a conversation's next turn goes where its KV is; else the least
+        loaded worker: one with a free slot first, then the fewest KV tokens for its capacity
+        (`load`: [requests, KV tokens] per routable worker, updated here). The owning frontend
+        is told where (at the tick's flush) and stages the request there."""
+        if request.claimed_worker_id or not load:
+            return  # routed by a later tick: once the claim is settled, or a worker is ready
         holder = None
         if request.conversation_id and self.kv_lookup is not None:
             holder = await self.kv_lookup.worker_of(request.conversation_id)
-        # After the lookup, look again: the request may have finished, or been routed by the
-        # tick meanwhile (routing it twice would admit it on one worker while the table says
-        # another); and a worker lost during the lookup must not get it (its loss handling has
-        # run and would never move it again).
-        links = self.routable_links()
+        # After the lookup, look again: the request may have finished meanwhile, and a worker
+        # lost during the lookup must not get it (its loss handling has run and would never
+        # move it again).
+        links = {link.worker_id: link for link in self.routable_links() if link.worker_id in load}
         if request.phase is Phase.FINISHED or request.worker_id is not None or not links:
             return
-        chosen = next((link for link in links if link.worker_id == holder), None)
-        if chosen is None:
-            load = {link.worker_id: 0 for link in links}
-            for other in self.requests.values():
-                if other.worker_id in load:
-                    load[other.worker_id] += other.num_tokens
-            chosen = min(links, key=lambda link: load[link.worker_id] / max(1, link.capacity_tokens))
+        max_running = self.params.max_running
+
+        def fullness(link: WorkerLink) -> tuple[bool, float]:
+            num_requests, num_tokens = load[link.worker_id]
+            return num_requests >= max_running, num_tokens / max(1, link.capacity_tokens)
+
+        chosen = links.get(holder) or min(links.values(), key=fullness)
         request.worker_id = chosen.worker_id
+        load[chosen.worker_id][0] += 1
+        load[chosen.worker_id][1] += request.num_tokens
         if (session := self.frontends.get(request.frontend_id)) is not None:
             session.place(request.request_id, chosen.worker_id)
 
@@ -326,39 +330,78 @@ class SchedulerCore:
                 log.exception("scheduler tick failed")
 
     async def tick(self) -> None:
-        """Mutates: settles what the restarts left (claims, orphans, lost frontends), routes
-        unrouted requests, then on every worker turns the policy's choice into admit / resume
-        / preempt commands."""
+        """Mutates: settles what restarts left (claims, orphans, lost frontends), moves
+        requests off lost workers, fails the unroutable, routes the new, then on every worker
+        turns the policy's choice into one batch of admit / resume / preempt commands. One
+        pass over the requests."""
         self.num_ticks += 1
         now_s = time.monotonic()
-        self._settle_adoptions(now_s)
+        self._expire_unclaimed(now_s)
         self._drop_lost_frontends(now_s)
-        self._move_off_lost_links()
-        for request in [r for r in self.requests.values() if r.worker_id is None]:
-            await self._route(request)
-        self._fail_unroutable(time.monotonic())
-        trace_priorities = {}
-        if self.params.name == "trace":
-            by_key = self.trace.priorities_at([r.trace_key for r in self.requests.values()],
-                                              self.num_ticks)
-            trace_priorities = {r.request_id: by_key[r.trace_key] for r in self.requests.values()}
-        key = order_key(self.params, trace_priorities)
-        by_worker: dict[str, list[ClusterRequest]] = {}
+        ready = {link.worker_id for link in self.ready_links()}
+        by_worker: dict[str, list[ClusterRequest]] = {worker_id: [] for worker_id in ready}
+        unrouted: list[ClusterRequest] = []
+        limit_s = self.config.unroutable_timeout_s
         for request in self.requests.values():
+            if request.worker_id is not None and request.worker_id not in ready:
+                # A safety net under the loss callbacks: however it got there.
+                self.move_or_fail(request, f"worker {request.worker_id} is unavailable")
+            if request.phase is Phase.FINISHED:
+                continue
             if request.worker_id is not None:
-                by_worker.setdefault(request.worker_id, []).append(request)
+                by_worker[request.worker_id].append(request)
+            elif now_s - request.unrouted_since_s > limit_s:
+                # Whether no worker ever connected, every one was lost, or the one it was
+                # moved to died before the move was noticed.
+                self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE,
+                                             f"no worker could take the request within {limit_s:g} s"))
+            else:
+                if request.claimed_worker_id and now_s - request.arrival_s > ADOPTION_GRACE_S:
+                    request.claimed_worker_id = ""  # no worker confirmed it: place it again
+                unrouted.append(request)
+        if unrouted:
+            routable = {link.worker_id for link in self.routable_links()}
+            load = {worker_id: [len(by_worker[worker_id]),
+                                sum(r.num_tokens for r in by_worker[worker_id])]
+                    for worker_id in routable}
+            for request in unrouted:
+                await self._route(request, load)
+                if request.worker_id in by_worker:
+                    by_worker[request.worker_id].append(request)
+            for session in self.frontends.values():
+                session.flush()
+        key = self._order_key()
         for link in self.ready_links():
             candidates = by_worker.get(link.worker_id, [])
+            if self._is_settled(candidates, link.capacity_tokens):
+                continue
             chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
                                     params=self.params)
             self._apply(link, plan_worker(candidates, chosen), chosen)
 
-    def _settle_adoptions(self, now_s: float) -> None:
-        """Mutates: claims no worker confirmed in time are dropped (the request is placed
-        again); held requests no frontend claimed in time are aborted on their worker."""
-        for request in self.requests.values():
-            if request.claimed_worker_id and now_s - request.arrival_s > ADOPTION_GRACE_S:
-                request.claimed_worker_id = ""
+    def _is_settled(self, candidates: list[ClusterRequest], capacity_tokens: int) -> bool:
+        """Every request of the worker runs and they all fit: no policy has anything to change
+        (the common case below saturation), so the tick skips the sort."""
+        if len(candidates) > self.params.max_running:
+            return False
+        headroom = self.params.kv_headroom_tokens
+        need = 0
+        for request in candidates:
+            if request.phase is not Phase.RUNNING:
+                return False
+            need += request.kv_tokens_needed(headroom)
+        return need <= capacity_tokens
+
+    def _order_key(self):
+        trace_priorities = {}
+        if self.params.name == "trace":
+            requests = self.requests.values()
+            by_key = self.trace.priorities_at([r.trace_key for r in requests], self.num_ticks)
+            trace_priorities = {r.request_id: by_key[r.trace_key] for r in requests}
+        return order_key(self.params, trace_priorities)
+
+    def _expire_unclaimed(self, now_s: float) -> None:
+        """Mutates: held requests no frontend claimed in time are aborted on their worker."""
         for request_id, (worker_id, _, since_s) in list(self.unclaimed.items()):
             if now_s - since_s > ADOPTION_GRACE_S:
                 del self.unclaimed[request_id]
@@ -379,38 +422,26 @@ class SchedulerCore:
         for frontend_id in gone:
             del self.frontend_lost_s[frontend_id]
 
-    def _move_off_lost_links(self) -> None:
-        """Mutates: a safety net under the loss callbacks — a request on a worker whose link is
-        not up is moved (or failed), however it got there."""
-        ready = {link.worker_id for link in self.ready_links()}
-        for request in self.requests.values():
-            if request.worker_id is not None and request.worker_id not in ready:
-                self.move_or_fail(request, f"worker {request.worker_id} is unavailable")
-
-    def _fail_unroutable(self, now_s: float) -> None:
-        """Mutates: a request no worker has taken for unroutable_timeout_s fails with
-        UNAVAILABLE — whether no worker ever connected, every one was lost, or the one it was
-        moved to died before the move was noticed."""
-        limit_s = self.config.unroutable_timeout_s
-        for request in self.requests.values():
-            if request.worker_id is None and now_s - request.unrouted_since_s > limit_s:
-                self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE,
-                                             f"no worker could take the request within {limit_s:g} s"))
-
     def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest]) -> None:
-        """Mutates: sends the plan's commands and records the phases they lead to."""
+        """Mutates: sends the plan as one batch and records the phases it leads to."""
+        if not (plan.to_preempt or plan.to_resume or plan.to_admit):
+            return
+        batch = worker_pb2.CommandBatch(
+            preempt=[r.request_id for r in plan.to_preempt],
+            resume=[r.request_id for r in plan.to_resume],
+            admit=[r.request_id for r in plan.to_admit])
+        link.send(worker_pb2.SessionRequest(batch=batch))
         for request in plan.to_preempt:
-            link.send(worker_pb2.SessionRequest(preempt=worker_pb2.PreemptCommand(request_id=request.request_id)))
             request.mark_phase(Phase.PREEMPTED)
         for request in plan.to_resume:
-            link.send(worker_pb2.SessionRequest(resume=worker_pb2.ResumeCommand(request_id=request.request_id)))
             request.mark_phase(Phase.RUNNING)
         for request in plan.to_admit:
-            link.send(worker_pb2.SessionRequest(admit=worker_pb2.AdmitCommand(request_id=request.request_id)))
             request.is_admitted = True
             request.mark_phase(Phase.RUNNING)
-        if plan.to_preempt or plan.to_resume or plan.to_admit:
+        if plan.to_preempt or plan.to_resume:
             # The worker's own preemption (KV exhausted) follows the policy's order: rank.
+            # Sent when the policy preempts or resumes, not for every admit: a request the
+            # worker has no rank for yet ranks lowest (the latest arrival goes first).
             ranks = {r.request_id: len(chosen) - i for i, r in enumerate(chosen)}
             link.send(worker_pb2.SessionRequest(
                 update_priorities=worker_pb2.UpdatePrioritiesCommand(priorities=ranks)))

@@ -19,10 +19,16 @@ class FrontendSession:
         self.frontend_id = frontend_id
         # None ends the session's stream (a newer session of the same frontend replaced it).
         self.outbox: asyncio.Queue[control_pb2.FrontendSessionResponse | None] = asyncio.Queue()
+        self._placements = control_pb2.Placements()
 
     def place(self, request_id: str, worker_id: str) -> None:
-        self.outbox.put_nowait(control_pb2.FrontendSessionResponse(
-            place=control_pb2.Placement(request_id=request_id, worker_id=worker_id)))
+        """Mutates: queued until flush(), so a tick's placements travel in one message."""
+        self._placements.placements.add(request_id=request_id, worker_id=worker_id)
+
+    def flush(self) -> None:
+        if self._placements.placements:
+            self.outbox.put_nowait(control_pb2.FrontendSessionResponse(placements=self._placements))
+            self._placements = control_pb2.Placements()
 
     def end(self, request_id: str, code: grpc.StatusCode, message: str) -> None:
         self.outbox.put_nowait(control_pb2.FrontendSessionResponse(

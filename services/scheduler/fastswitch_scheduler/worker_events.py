@@ -59,7 +59,10 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
     for progress in event.progress:
         if (request := of_worker(progress.request_id)) is not None:
             _charge(request, progress, tenants)
-            if progress.finish_reason:
+            # A request the worker aborted on its own ends by its state change (a failure to
+            # report, or a move), which may come later in the same coalesced event.
+            if progress.finish_reason not in (common_pb2.FINISH_REASON_UNSPECIFIED,
+                                              common_pb2.FINISH_REASON_ABORTED):
                 decide(Finish(request))
     for change in event.state_changes:
         if (request := of_worker(change.request_id)) is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -24,6 +25,7 @@ SUPERSEDED_RETRY_S = 5.0  # a newer scheduler holds the worker: look again now a
 # long means it hangs (stopped, partitioned): give it up and move its requests. gRPC keepalive
 # alone took 60 s to notice a stopped worker.
 SESSION_SILENCE_S = 10.0
+SILENCE_CHECK_S = 1.0
 
 
 class WorkerSilentError(Exception):
@@ -54,6 +56,8 @@ class WorkerLink:
         self._on_lost = on_lost
         self._outbox: asyncio.Queue[worker_pb2.SessionRequest | None] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._heard_s = 0.0  # time.monotonic() of the worker's latest message
+        self._is_silent = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.address}")
@@ -86,7 +90,7 @@ class WorkerLink:
     async def _run(self) -> None:
         while True:
             try:
-                async with transport.channel(self.address, self.security,
+                async with transport.channel(self.address, self.security, inject_token=False,
                                              server_name=self.server_name) as channel:
                     await self._session(worker_pb2_grpc.WorkerStub(channel))
             except asyncio.CancelledError:
@@ -107,17 +111,38 @@ class WorkerLink:
 
     async def _session(self, stub: worker_pb2_grpc.WorkerStub) -> None:
         self._outbox = asyncio.Queue()
-        call = stub.Session(self._commands(),
-                            metadata=((transport.SCHEDULER_EPOCH_METADATA, str(self.epoch)),))
+        call = stub.Session(self._commands(), metadata=(
+            (transport.SCHEDULER_EPOCH_METADATA, str(self.epoch)),
+            *transport.stream_metadata(self.security)))
+        self._heard_s = time.monotonic()
+        self._is_silent = False
+        watchdog = asyncio.get_running_loop().create_task(self._watch_silence(call))
+        try:
+            await self._read_session(call)
+        finally:
+            watchdog.cancel()
+        if self._is_silent:
+            raise WorkerSilentError(f"no message from the worker for {SESSION_SILENCE_S:g} s")
+
+    async def _watch_silence(self, call) -> None:
+        """Ends the call once the worker has said nothing for SESSION_SILENCE_S (one timer
+        for the session, not one per message)."""
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            if time.monotonic() - self._heard_s > SESSION_SILENCE_S:
+                self._is_silent = True
+                call.cancel()
+                return
+
+    async def _read_session(self, call) -> None:
         while True:
             try:
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
-                # cancellation that lands as the read completes, and stop() then waits forever.
-                async with asyncio.timeout(SESSION_SILENCE_S):
-                    response = await call.read()
-            except TimeoutError:
-                call.cancel()
-                raise WorkerSilentError(f"no message from the worker for {SESSION_SILENCE_S:g} s") from None
+                response = await call.read()
+            except asyncio.CancelledError:
+                if self._is_silent:
+                    return  # our watchdog cancelled the call
+                raise
+            self._heard_s = time.monotonic()
             if response is grpc.aio.EOF:
                 return
             kind = response.WhichOneof("event")

@@ -76,3 +76,16 @@ def test_refusals_map_to_moves_or_definite_statuses():
     assert outcomes["r2"].failure.code is grpc.StatusCode.INTERNAL
     assert outcomes["r3"].failure.code is grpc.StatusCode.INTERNAL  # never UNKNOWN
     assert "r4" not in outcomes and table.get("r4").phase is Phase.PREEMPTED
+
+
+def test_an_abort_the_worker_made_ends_by_its_state_change_not_by_its_last_count():
+    """A coalesced event may hold the aborted request's last count before the failure that
+    explains it: the failure decides."""
+    table, tenants = table_with(("r1", "w0"))
+    internal = grpc.StatusCode.INTERNAL.value[0]
+    event = worker_pb2.StepEvent(
+        progress=[progress("r1", 0, common_pb2.FINISH_REASON_ABORTED)],
+        state_changes=[worker_pb2.RequestStateChange(request_id="r1", error_code=internal,
+                                                     reason="step failed")])
+    (outcome,) = read_step_event(event, "w0", table, tenants)
+    assert isinstance(outcome, Finish) and outcome.failure.code is grpc.StatusCode.INTERNAL

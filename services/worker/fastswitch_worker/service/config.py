@@ -15,6 +15,8 @@ DEFAULT_PORT = 50061
 # Longer than any one engine step takes (a long prefill on CPU included), so liveness fails only
 # for a loop that is stuck or dead.
 DEFAULT_LIVENESS_TIMEOUT_S = 120.0
+# Two scheduler ticks (20 ms): a GPU step takes 5-30 ms, so 2-8 steps per message.
+DEFAULT_PROGRESS_INTERVAL_MS = 40.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,18 @@ class WorkerConfig:
         "report the grpc.health.v1 service 'fastswitch.liveness' NOT_SERVING once the engine "
         "loop has made no progress for this many seconds (stuck or dead); keep it above the "
         "longest step, e.g. a long prefill on CPU"))
+    # The scheduler hears the steps' counts coalesced over this interval (failures, the
+    # worker's own preemptions and draining at once): fewer messages for it to read, at the
+    # price of seeing a finished request's slot free up to one interval late.
+    progress_interval_ms: float = setting(DEFAULT_PROGRESS_INTERVAL_MS, help=(
+        "milliseconds over which step counts are coalesced into one message to the scheduler "
+        "(0: one message per step)"))
     security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = logs.level_setting()
 
     def __post_init__(self) -> None:
+        if not 0 <= self.progress_interval_ms <= 1000:
+            raise ValueError(f"progress_interval_ms must be in [0, 1000], got {self.progress_interval_ms}")
         if not self.worker_id:
             raise ValueError("worker_id must not be empty")
         if self.drain_timeout_s < 0:

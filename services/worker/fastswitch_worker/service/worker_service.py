@@ -25,6 +25,7 @@ from fastswitch_worker.service.engines import make_engine
 from fastswitch_worker.service.frontend_outbox import FrontendOutbox
 from fastswitch_worker.service.held import Held, HeldRequests
 from fastswitch_worker.service.kvstore_client import KVStoreClient
+from fastswitch_worker.service.progress import ProgressBuffer
 from fastswitch_worker.service.session import (
     SUPERSEDED_MESSAGE,
     Session,
@@ -59,6 +60,8 @@ class WorkerService:
                         if config.kvstore_addr else None)
         self.session: Session | None = None
         self.held = HeldRequests()
+        self.progress = ProgressBuffer(config.progress_interval_ms / 1e3)
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.outboxes: dict[str, FrontendOutbox] = {}  # frontend id -> its tokens' outbox
         self.is_draining = False
         self.max_model_len = 0  # prompt + output tokens one request may hold; set by start()
@@ -126,6 +129,7 @@ class WorkerService:
             self.close_session(live, grpc.StatusCode.ABORTED, SUPERSEDED_MESSAGE)
         else:
             log.info("scheduler session opened", extra={"epoch": epoch, "peer": loggable(peer)})
+        self.progress.take()  # counts the new scheduler has from the hello, or never needs
         self.session = Session(epoch, peer)
         return self.session
 
@@ -143,12 +147,21 @@ class WorkerService:
         if session.closed.is_set():
             return
         kind = msg.WhichOneof("command")
-        if kind == "admit":
+        if kind == "batch":
+            for request_id in msg.batch.abort:
+                self._abort(request_id)
+            for request_id in msg.batch.preempt:
+                self._preempt(request_id)
+            for request_id in msg.batch.resume:
+                self._resume(request_id)
+            for request_id in msg.batch.admit:
+                self._admit(request_id)
+        elif kind == "admit":
             self._admit(msg.admit.request_id)
         elif kind == "preempt":
-            self.engine_loop.submit(lambda e: _if_live(e, msg.preempt.request_id, e.preempt))
+            self._preempt(msg.preempt.request_id)
         elif kind == "resume":
-            self.engine_loop.submit(lambda e: _if_live(e, msg.resume.request_id, e.resume))
+            self._resume(msg.resume.request_id)
         elif kind == "abort":
             self._abort(msg.abort.request_id)
         elif kind == "update_priorities":
@@ -168,6 +181,12 @@ class WorkerService:
         held = self.held.get_or_add(request_id)
         held.is_admitted = True
         self._run_if_ready(held)
+
+    def _preempt(self, request_id: str) -> None:
+        self.engine_loop.submit(lambda e: _if_live(e, request_id, e.preempt))
+
+    def _resume(self, request_id: str) -> None:
+        self.engine_loop.submit(lambda e: _if_live(e, request_id, e.resume))
 
     def _abort(self, request_id: str) -> None:
         """Mutates: forget the request; the engine frees its KV."""
@@ -269,9 +288,7 @@ class WorkerService:
     def _start_draining(self) -> None:
         """Tell the scheduler at once, so it stops routing here."""
         self.is_draining = True
-        if self.session is not None:
-            self.session.events.put_nowait(worker_pb2.SessionResponse(
-                step=worker_pb2.StepEvent(is_draining=True)))
+        self._report(worker_pb2.StepEvent(is_draining=True))
 
     def _refuse(self, request_id: str, code: grpc.StatusCode, reason: str) -> None:
         """Tells the scheduler the request ends here with `code` (it fails it, or moves it on
@@ -281,8 +298,25 @@ class WorkerService:
         change = worker_pb2.RequestStateChange(
             request_id=request_id, state=common_pb2.REQUEST_STATE_ABORTED, reason=reason,
             error_code=code.value[0])
-        self.session.events.put_nowait(worker_pb2.SessionResponse(
-            step=worker_pb2.StepEvent(state_changes=[change])))
+        self._report(worker_pb2.StepEvent(state_changes=[change]))
+
+    def _report(self, event: worker_pb2.StepEvent) -> None:
+        """Mutates: the event joins what the scheduler hears next; sent now when it is due
+        (ProgressBuffer), else when the interval ends."""
+        self.progress.add(event)
+        if self.progress.is_due(time.monotonic()):
+            self._flush_progress()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_later(self.progress.interval_s,
+                                                      self._flush_progress)
+
+    def _flush_progress(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        event = self.progress.take()
+        if event is not None and self.session is not None:
+            self.session.events.put_nowait(worker_pb2.SessionResponse(step=event))
 
     # ---- engine thread ----------------------------------------------------------------------
     def _admit_engine(self, engine: Engine, stage: worker_pb2.StageCommand) -> None:
@@ -378,8 +412,7 @@ class WorkerService:
         for frontend_id, response in by_frontend.items():
             if (outbox := self.outboxes.get(frontend_id)) is not None:
                 outbox.put(response)
-        if self.session is not None:
-            self.session.events.put_nowait(worker_pb2.SessionResponse(step=step.event))
+        self._report(step.event)
         event = step.event
         if self.kvstore is not None and (event.kv_published or event.kv_evicted_conversation_ids):
             self._spawn(self._sync_kvstore(event))
