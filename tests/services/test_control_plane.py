@@ -122,7 +122,7 @@ async def test_the_scheduler_hears_counts_and_charges_the_authenticated_tenant(s
         seen = []
         link = next(iter(stack.scheduler.core.links.values()))
         original = link._on_event
-        link._on_event = lambda l, event: (seen.append(event), original(l, event))[-1]
+        link._on_event = lambda worker, event: (seen.append(event), original(worker, event))[-1]
         stream = Stream(stack.stub, "counted", 16)
         await stream.task
         assert len(stream.tokens) == 16
