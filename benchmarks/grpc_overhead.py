@@ -89,7 +89,7 @@ def main() -> None:
         remote = percentiles(asyncio.run(over_grpc(engine_config, args.num_requests,
                                                    args.max_tokens, Path(log_dir))))
     print(f"TBT with {args.num_requests} concurrent requests, model {args.model}, "
-          f"{args.compute_threads} compute thread(s); gRPC path: scheduler and worker processes")
+          f"{args.compute_threads} compute thread(s); gRPC path: frontend, scheduler and worker processes")
     print(f"{'':12} {'p50 ms':>8} {'p99 ms':>8}")
     for name, figures in (("in-process", local), ("gRPC", remote)):
         print(f"{name:12} {figures['p50']:8.2f} {figures['p99']:8.2f}")
