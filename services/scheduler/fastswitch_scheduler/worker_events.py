@@ -56,14 +56,31 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
         decided.add(outcome.request.request_id)
         outcomes.append(outcome)
 
+    # The hot loop (one entry per running request per message): counts first, each tenant
+    # charged once per event.
+    served: dict[str, list] = {}  # tenant name -> [tenant, prompt tokens, generated tokens]
     for progress in event.progress:
-        if (request := of_worker(progress.request_id)) is not None:
-            _charge(request, progress, tenants)
-            # A request the worker aborted on its own ends by its state change (a failure to
-            # report, or a move), which may come later in the same coalesced event.
-            if progress.finish_reason not in (common_pb2.FINISH_REASON_UNSPECIFIED,
-                                              common_pb2.FINISH_REASON_ABORTED):
-                decide(Finish(request))
+        request = requests.get(progress.request_id)
+        if request is None or request.worker_id != worker_id:
+            continue  # finished or cancelled meanwhile, or moved elsewhere
+        num_prompt_tokens = 0
+        if not request.is_prompt_charged:  # the prompt once, without what a turn reused
+            request.is_prompt_charged = True
+            num_prompt_tokens = progress.num_prompt_tokens - progress.num_reused_prompt_tokens
+        request.num_generated_tokens += progress.num_new_tokens
+        tally = served.get(request.tenant.name)
+        if tally is None:
+            tally = served[request.tenant.name] = [request.tenant, 0, 0]
+        tally[1] += num_prompt_tokens
+        tally[2] += progress.num_new_tokens
+        # A request the worker aborted on its own ends by its state change (a failure to
+        # report, or a move), which may come later in the same coalesced event.
+        if progress.finish_reason not in (common_pb2.FINISH_REASON_UNSPECIFIED,
+                                          common_pb2.FINISH_REASON_ABORTED):
+            decide(Finish(request))
+    for tenant, num_prompt_tokens, num_generated_tokens in served.values():
+        tenants.charge(tenant, num_prompt_tokens=num_prompt_tokens,
+                       num_generated_tokens=num_generated_tokens)
     for change in event.state_changes:
         if (request := of_worker(change.request_id)) is None:
             continue
@@ -78,16 +95,3 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
         elif change.state == common_pb2.REQUEST_STATE_ABORTED:
             decide(Move(request, f"worker {worker_id} aborted the request"))
     return outcomes
-
-
-def _charge(request: ClusterRequest, progress: worker_pb2.RequestProgress,
-            tenants: TenantRegistry) -> None:
-    """Mutates: counts the step's tokens into the request and its tenant's counter; the
-    prompt once, without what was reused from a previous turn."""
-    num_prompt_tokens = 0
-    if not request.is_prompt_charged:
-        request.is_prompt_charged = True
-        num_prompt_tokens = progress.num_prompt_tokens - progress.num_reused_prompt_tokens
-    request.num_generated_tokens += progress.num_new_tokens
-    tenants.charge(request.tenant, num_prompt_tokens=num_prompt_tokens,
-                   num_generated_tokens=progress.num_new_tokens)
