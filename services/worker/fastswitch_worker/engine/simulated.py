@@ -29,10 +29,9 @@ from fastswitch.tokenizer import DEFAULT_BYTE_BOS_ID, DEFAULT_BYTE_EOS_ID, ByteT
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.errors import EngineInconsistentError, InvalidRequestError
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
-from fastswitch_worker.engine.outputs import RequestOutput, StateChange, StepResult, SwapCounters
+from fastswitch_worker.engine.outputs import RequestOutput, StepResult, SwapCounters
 from fastswitch_worker.engine.request_queues import RequestQueues
 from fastswitch_worker.engine.scheduler import BatchScheduler, SchedulerLimits
-from fastswitch_worker.engine.scheduler_output import SchedulerOutput
 from fastswitch_worker.engine.sequence import (
     FinishReason,
     Request,
@@ -42,6 +41,7 @@ from fastswitch_worker.engine.sequence import (
 )
 from fastswitch_worker.engine.simulated_config import SimulatedEngineConfig
 from fastswitch_worker.engine.simulated_copies import Clock, SimulatedCopies, SystemClock
+from fastswitch_worker.engine.step_report import StatusReporter, request_output
 from fastswitch_worker.engine.switches import Switches
 
 IDLE_COPY_WAIT_S = 0.005  # as engine.IDLE_COPY_WAIT_S
@@ -106,8 +106,7 @@ class SimulatedEngine:
         self.requests: dict[str, Request] = {}
         self._pending_outputs: list[RequestOutput] = []
         self._published: list[PublishedKV] = []
-        self._reported_status: dict[str, RequestStatus] = {}
-        self._reasons: dict[str, str] = {}
+        self._status = StatusReporter()
         self._step = 0
         self._step_request_ids: tuple[str, ...] | None = None
 
@@ -168,7 +167,7 @@ class SimulatedEngine:
             return False
         self.scheduler.remove(request, RequestStatus.ABORTED)
         request.finish_reason = FinishReason.ABORTED
-        self._pending_outputs.append(self._output(request, 0))
+        self._pending_outputs.append(request_output(request, 0))
         self.switches.release_if_done(request)
         return True
 
@@ -197,7 +196,7 @@ class SimulatedEngine:
         self._published.extend(self.switches.apply_finished(self.copies.poll(wait=False),
                                                             self.requests))
         output = self.scheduler.schedule()
-        self._count_preemptions(output)
+        self._status.count_preemptions(output, self.counters)
         self.switches.launch(output, self.copies)
         self._step_request_ids = tuple(chunk.request.request_id for chunk in output.chunks)
         if output.chunks:  # the forward pass: the step's time, after any blocking copies
@@ -220,12 +219,12 @@ class SimulatedEngine:
                 continue
             logprob = 0.0 if request.sampling.logprobs else None
             request.append_token(self._next_token(request), logprob, self.tokenizer.eos_token_ids)
-            outputs.append(self._output(request, 1))
+            outputs.append(request_output(request, 1))
             if request.finish_reason is not None:
                 self._finish(request)
         published, self._published = self._published, []
         evicted = self.kv.take_evicted_conversation_ids()
-        return StepResult(self._step, tuple(outputs), self._state_changes(), tuple(published),
+        return StepResult(self._step, tuple(outputs), self._status.changes(self.requests), tuple(published),
                           tuple(evicted), output.num_batched_tokens,
                           self.counters.stall_ms - stall_start_ms)
 
@@ -260,32 +259,6 @@ class SimulatedEngine:
     def _finish(self, request: Request) -> None:
         self.scheduler.remove(request, RequestStatus.FINISHED)
         self.switches.retire_or_release(request, self.copies)
-
-    def _state_changes(self) -> tuple[StateChange, ...]:
-        changes = []
-        for request_id, request in list(self.requests.items()):
-            if self._reported_status.get(request_id) is not request.status:
-                self._reported_status[request_id] = request.status
-                changes.append(StateChange(request_id, request.status,
-                                           self._reasons.pop(request_id, "")))
-            if request.status.is_done and request.num_inflight_copies == 0:
-                del self.requests[request_id]
-                del self._reported_status[request_id]
-        return tuple(changes)
-
-    def _output(self, request: Request, num_new: int) -> RequestOutput:
-        new_ids = request.output_token_ids[len(request.output_token_ids) - num_new:]
-        new_logprobs = request.output_logprobs[len(request.output_logprobs) - num_new:] \
-            if request.output_logprobs else []
-        return RequestOutput(request.request_id, tuple(new_ids), tuple(new_logprobs),
-                             request.finish_reason, request.num_prompt_tokens,
-                             len(request.output_token_ids), request.num_reused_tokens)
-
-    def _count_preemptions(self, output: SchedulerOutput) -> None:
-        self.counters.num_recomputes += len(output.recomputed_ids)
-        for request_id in output.kv_exhausted_ids:
-            self.counters.num_kv_exhausted_preemptions += 1
-            self._reasons[request_id] = "kv_exhausted"
 
     # ---- lifecycle ------------------------------------------------------------------------
     def drain_copies(self) -> None:
