@@ -26,7 +26,7 @@ from fastswitch.v1 import scheduler_pb2 as fastswitch_dot_v1_dot_scheduler__pb2
 from fastswitch.v1 import worker_pb2 as fastswitch_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61stswitch/v1/control.proto\x12\rfastswitch.v1\x1a\x1d\x66\x61stswitch/v1/scheduler.proto\x1a\x1a\x66\x61stswitch/v1/worker.proto\"\xb1\x01\n\x16\x46rontendSessionRequest\x12-\n\x05hello\x18\x01 \x01(\x0b\x32\x1c.fastswitch.v1.FrontendHelloH\x00\x12.\n\x06submit\x18\x02 \x01(\x0b\x32\x1c.fastswitch.v1.SubmitRequestH\x00\x12-\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1b.fastswitch.v1.AbortCommandH\x00\x42\t\n\x07message\"$\n\rFrontendHello\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\"\xd9\x01\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x19\n\x11num_prompt_tokens\x18\x04 \x01(\x05\x12\x1c\n\x14num_generated_tokens\x18\x05 \x01(\x05\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x17\n\x0f\x63onversation_id\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12\x11\n\tworker_id\x18\t \x01(\t\"\xdd\x01\n\x17\x46rontendSessionResponse\x12\x31\n\x07workers\x18\x01 \x01(\x0b\x32\x1e.fastswitch.v1.WorkerDirectoryH\x00\x12)\n\x05place\x18\x02 \x01(\x0b\x32\x18.fastswitch.v1.PlacementH\x00\x12(\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x19.fastswitch.v1.RequestEndH\x00\x12/\n\nplacements\x18\x04 \x01(\x0b\x32\x19.fastswitch.v1.PlacementsH\x00\x42\t\n\x07message\":\n\nPlacements\x12,\n\nplacements\x18\x01 \x03(\x0b\x32\x18.fastswitch.v1.Placement\"A\n\x0fWorkerDirectory\x12.\n\x07workers\x18\x01 \x03(\x0b\x32\x1d.fastswitch.v1.WorkerEndpoint\"t\n\x0eWorkerEndpoint\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bserver_name\x18\x03 \x01(\t\x12)\n\x05hello\x18\x04 \x01(\x0b\x32\x1a.fastswitch.v1.WorkerHello\"2\n\tPlacement\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"?\n\nRequestEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x14\x43ontrolCancelRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"g\n\x1d\x43ontrolSetTenantWeightRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.fastswitch.v1.SetTenantWeightRequest\"+\n\x19\x43ontrolListTenantsRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\"/\n\x1d\x43ontrolGetClusterStatsRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\"\x17\n\x15\x43ontrolCancelResponse\"G\n\x1e\x43ontrolSetTenantWeightResponse\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.fastswitch.v1.Tenant\"D\n\x1a\x43ontrolListTenantsResponse\x12&\n\x07tenants\x18\x01 \x03(\x0b\x32\x15.fastswitch.v1.Tenant\"W\n\x1e\x43ontrolGetClusterStatsResponse\x12\x35\n\x05stats\x18\x01 \x01(\x0b\x32&.fastswitch.v1.GetClusterStatsResponse2\x88\x04\n\x07\x43ontrol\x12\x64\n\x0f\x46rontendSession\x12%.fastswitch.v1.FrontendSessionRequest\x1a&.fastswitch.v1.FrontendSessionResponse(\x01\x30\x01\x12S\n\x06\x43\x61ncel\x12#.fastswitch.v1.ControlCancelRequest\x1a$.fastswitch.v1.ControlCancelResponse\x12n\n\x0fSetTenantWeight\x12,.fastswitch.v1.ControlSetTenantWeightRequest\x1a-.fastswitch.v1.ControlSetTenantWeightResponse\x12\x62\n\x0bListTenants\x12(.fastswitch.v1.ControlListTenantsRequest\x1a).fastswitch.v1.ControlListTenantsResponse\x12n\n\x0fGetClusterStats\x12,.fastswitch.v1.ControlGetClusterStatsRequest\x1a-.fastswitch.v1.ControlGetClusterStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61stswitch/v1/control.proto\x12\rfastswitch.v1\x1a\x1d\x66\x61stswitch/v1/scheduler.proto\x1a\x1a\x66\x61stswitch/v1/worker.proto\"\xb1\x01\n\x16\x46rontendSessionRequest\x12-\n\x05hello\x18\x01 \x01(\x0b\x32\x1c.fastswitch.v1.FrontendHelloH\x00\x12.\n\x06submit\x18\x02 \x01(\x0b\x32\x1c.fastswitch.v1.SubmitRequestH\x00\x12-\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1b.fastswitch.v1.AbortCommandH\x00\x42\t\n\x07message\"$\n\rFrontendHello\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\"\xd9\x01\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x19\n\x11num_prompt_tokens\x18\x04 \x01(\x05\x12\x1c\n\x14num_generated_tokens\x18\x05 \x01(\x05\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x17\n\x0f\x63onversation_id\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12\x11\n\tworker_id\x18\t \x01(\t\"\xb8\x01\n\x17\x46rontendSessionResponse\x12\x31\n\x07workers\x18\x01 \x01(\x0b\x32\x1e.fastswitch.v1.WorkerDirectoryH\x00\x12(\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x19.fastswitch.v1.RequestEndH\x00\x12/\n\nplacements\x18\x04 \x01(\x0b\x32\x19.fastswitch.v1.PlacementsH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03\":\n\nPlacements\x12,\n\nplacements\x18\x01 \x03(\x0b\x32\x18.fastswitch.v1.Placement\"A\n\x0fWorkerDirectory\x12.\n\x07workers\x18\x01 \x03(\x0b\x32\x1d.fastswitch.v1.WorkerEndpoint\"t\n\x0eWorkerEndpoint\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bserver_name\x18\x03 \x01(\t\x12)\n\x05hello\x18\x04 \x01(\x0b\x32\x1a.fastswitch.v1.WorkerHello\"2\n\tPlacement\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"?\n\nRequestEnd\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x14\x43ontrolCancelRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"g\n\x1d\x43ontrolSetTenantWeightRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.fastswitch.v1.SetTenantWeightRequest\"+\n\x19\x43ontrolListTenantsRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\"/\n\x1d\x43ontrolGetClusterStatsRequest\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\"\x17\n\x15\x43ontrolCancelResponse\"G\n\x1e\x43ontrolSetTenantWeightResponse\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.fastswitch.v1.Tenant\"D\n\x1a\x43ontrolListTenantsResponse\x12&\n\x07tenants\x18\x01 \x03(\x0b\x32\x15.fastswitch.v1.Tenant\"W\n\x1e\x43ontrolGetClusterStatsResponse\x12\x35\n\x05stats\x18\x01 \x01(\x0b\x32&.fastswitch.v1.GetClusterStatsResponse2\x88\x04\n\x07\x43ontrol\x12\x64\n\x0f\x46rontendSession\x12%.fastswitch.v1.FrontendSessionRequest\x1a&.fastswitch.v1.FrontendSessionResponse(\x01\x30\x01\x12S\n\x06\x43\x61ncel\x12#.fastswitch.v1.ControlCancelRequest\x1a$.fastswitch.v1.ControlCancelResponse\x12n\n\x0fSetTenantWeight\x12,.fastswitch.v1.ControlSetTenantWeightRequest\x1a-.fastswitch.v1.ControlSetTenantWeightResponse\x12\x62\n\x0bListTenants\x12(.fastswitch.v1.ControlListTenantsRequest\x1a).fastswitch.v1.ControlListTenantsResponse\x12n\n\x0fGetClusterStats\x12,.fastswitch.v1.ControlGetClusterStatsRequest\x1a-.fastswitch.v1.ControlGetClusterStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,33 +40,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_start=324
   _globals['_SUBMITREQUEST']._serialized_end=541
   _globals['_FRONTENDSESSIONRESPONSE']._serialized_start=544
-  _globals['_FRONTENDSESSIONRESPONSE']._serialized_end=765
-  _globals['_PLACEMENTS']._serialized_start=767
-  _globals['_PLACEMENTS']._serialized_end=825
-  _globals['_WORKERDIRECTORY']._serialized_start=827
-  _globals['_WORKERDIRECTORY']._serialized_end=892
-  _globals['_WORKERENDPOINT']._serialized_start=894
-  _globals['_WORKERENDPOINT']._serialized_end=1010
-  _globals['_PLACEMENT']._serialized_start=1012
-  _globals['_PLACEMENT']._serialized_end=1062
-  _globals['_REQUESTEND']._serialized_start=1064
-  _globals['_REQUESTEND']._serialized_end=1127
-  _globals['_CONTROLCANCELREQUEST']._serialized_start=1129
-  _globals['_CONTROLCANCELREQUEST']._serialized_end=1194
-  _globals['_CONTROLSETTENANTWEIGHTREQUEST']._serialized_start=1196
-  _globals['_CONTROLSETTENANTWEIGHTREQUEST']._serialized_end=1299
-  _globals['_CONTROLLISTTENANTSREQUEST']._serialized_start=1301
-  _globals['_CONTROLLISTTENANTSREQUEST']._serialized_end=1344
-  _globals['_CONTROLGETCLUSTERSTATSREQUEST']._serialized_start=1346
-  _globals['_CONTROLGETCLUSTERSTATSREQUEST']._serialized_end=1393
-  _globals['_CONTROLCANCELRESPONSE']._serialized_start=1395
-  _globals['_CONTROLCANCELRESPONSE']._serialized_end=1418
-  _globals['_CONTROLSETTENANTWEIGHTRESPONSE']._serialized_start=1420
-  _globals['_CONTROLSETTENANTWEIGHTRESPONSE']._serialized_end=1491
-  _globals['_CONTROLLISTTENANTSRESPONSE']._serialized_start=1493
-  _globals['_CONTROLLISTTENANTSRESPONSE']._serialized_end=1561
-  _globals['_CONTROLGETCLUSTERSTATSRESPONSE']._serialized_start=1563
-  _globals['_CONTROLGETCLUSTERSTATSRESPONSE']._serialized_end=1650
-  _globals['_CONTROL']._serialized_start=1653
-  _globals['_CONTROL']._serialized_end=2173
+  _globals['_FRONTENDSESSIONRESPONSE']._serialized_end=728
+  _globals['_PLACEMENTS']._serialized_start=730
+  _globals['_PLACEMENTS']._serialized_end=788
+  _globals['_WORKERDIRECTORY']._serialized_start=790
+  _globals['_WORKERDIRECTORY']._serialized_end=855
+  _globals['_WORKERENDPOINT']._serialized_start=857
+  _globals['_WORKERENDPOINT']._serialized_end=973
+  _globals['_PLACEMENT']._serialized_start=975
+  _globals['_PLACEMENT']._serialized_end=1025
+  _globals['_REQUESTEND']._serialized_start=1027
+  _globals['_REQUESTEND']._serialized_end=1090
+  _globals['_CONTROLCANCELREQUEST']._serialized_start=1092
+  _globals['_CONTROLCANCELREQUEST']._serialized_end=1157
+  _globals['_CONTROLSETTENANTWEIGHTREQUEST']._serialized_start=1159
+  _globals['_CONTROLSETTENANTWEIGHTREQUEST']._serialized_end=1262
+  _globals['_CONTROLLISTTENANTSREQUEST']._serialized_start=1264
+  _globals['_CONTROLLISTTENANTSREQUEST']._serialized_end=1307
+  _globals['_CONTROLGETCLUSTERSTATSREQUEST']._serialized_start=1309
+  _globals['_CONTROLGETCLUSTERSTATSREQUEST']._serialized_end=1356
+  _globals['_CONTROLCANCELRESPONSE']._serialized_start=1358
+  _globals['_CONTROLCANCELRESPONSE']._serialized_end=1381
+  _globals['_CONTROLSETTENANTWEIGHTRESPONSE']._serialized_start=1383
+  _globals['_CONTROLSETTENANTWEIGHTRESPONSE']._serialized_end=1454
+  _globals['_CONTROLLISTTENANTSRESPONSE']._serialized_start=1456
+  _globals['_CONTROLLISTTENANTSRESPONSE']._serialized_end=1524
+  _globals['_CONTROLGETCLUSTERSTATSRESPONSE']._serialized_start=1526
+  _globals['_CONTROLGETCLUSTERSTATSRESPONSE']._serialized_end=1613
+  _globals['_CONTROL']._serialized_start=1616
+  _globals['_CONTROL']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

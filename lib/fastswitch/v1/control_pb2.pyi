@@ -47,16 +47,14 @@ class SubmitRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., client_request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., num_generated_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., conversation_id: _Optional[str] = ..., priority: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class FrontendSessionResponse(_message.Message):
-    __slots__ = ("workers", "place", "end", "placements")
+    __slots__ = ("workers", "end", "placements")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
-    PLACE_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     workers: WorkerDirectory
-    place: Placement
     end: RequestEnd
     placements: Placements
-    def __init__(self, workers: _Optional[_Union[WorkerDirectory, _Mapping]] = ..., place: _Optional[_Union[Placement, _Mapping]] = ..., end: _Optional[_Union[RequestEnd, _Mapping]] = ..., placements: _Optional[_Union[Placements, _Mapping]] = ...) -> None: ...
+    def __init__(self, workers: _Optional[_Union[WorkerDirectory, _Mapping]] = ..., end: _Optional[_Union[RequestEnd, _Mapping]] = ..., placements: _Optional[_Union[Placements, _Mapping]] = ...) -> None: ...
 
 class Placements(_message.Message):
     __slots__ = ("placements",)

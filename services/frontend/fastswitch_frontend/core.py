@@ -116,8 +116,6 @@ class FrontendCore:
         if kind == "placements":
             for placement in msg.placements.placements:
                 self._place(placement.request_id, placement.worker_id)
-        elif kind == "place":
-            self._place(msg.place.request_id, msg.place.worker_id)
         elif kind == "end":
             request = self.requests.get(msg.end.request_id)
             if request is not None:
