@@ -373,27 +373,33 @@ class SchedulerCore:
         key = self._order_key()
         for link in self.ready_links():
             candidates = by_worker.get(link.worker_id, [])
-            if self._is_settled(candidates, link.capacity_tokens):
-                continue
-            chosen = select_running(candidates, key=key, capacity_tokens=link.capacity_tokens,
-                                    params=self.params)
-            self._apply(link, plan_worker(candidates, chosen), chosen)
+            fits, all_run = self._fits_all(candidates, link.capacity_tokens)
+            if fits and all_run:
+                continue  # nothing any policy would change
+            if fits:  # every request runs, whatever the order: no sort for the choice
+                plan = plan_worker(candidates, candidates)
+                chosen = sorted(candidates, key=key) if plan.to_resume else candidates
+            else:
+                chosen = select_running(candidates, key=key,
+                                        capacity_tokens=link.capacity_tokens, params=self.params)
+                plan = plan_worker(candidates, chosen)
+            self._apply(link, plan, chosen)
 
-    def _is_settled(self, candidates: list[ClusterRequest], capacity_tokens: int) -> bool:
-        """Every request of the worker runs and they all fit: no policy has anything to change
-        (the common case below saturation), so the tick skips the sort."""
+    def _fits_all(self, candidates: list[ClusterRequest], capacity_tokens: int) -> tuple[bool, bool]:
+        """(every request of the worker fits at once, every one already runs). Below
+        saturation both hold, or only new requests wait: the tick needs no policy order then."""
         if len(candidates) > self.params.max_running:
-            return False
+            return False, False
         headroom = self.params.kv_headroom_tokens
         running = Phase.RUNNING
         need = 0
+        all_run = True
         for request in candidates:  # kv_tokens_needed, inlined: the tick's hot loop
-            if request.phase is not running:
-                return False
+            all_run = all_run and request.phase is running
             generated = request.num_generated_tokens
             need += (request.num_prompt_tokens + generated
                      + min(request.max_tokens - generated, headroom))
-        return need <= capacity_tokens
+        return need <= capacity_tokens, all_run
 
     def _order_key(self):
         trace_priorities = {}
