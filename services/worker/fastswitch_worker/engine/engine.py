@@ -20,7 +20,10 @@ import torch
 
 from fastswitch.tokenizer import load_tokenizer
 from fastswitch_worker.engine.config import EngineConfig
-from fastswitch_worker.engine.errors import EngineInconsistentError, InvalidRequestError
+from fastswitch_worker.engine.errors import (
+    EngineInconsistentError,
+    check_new_request,
+)
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
 from fastswitch_worker.engine.loader import load_model, resolve_device, weights_dtype
@@ -102,22 +105,10 @@ class Engine:
                     conversation_id: str = "", client_priority: int = 0) -> Request:
         """Mutates: queues a request. Raises InvalidRequestError for what cannot be served."""
         stop = stop or StopConditions()
-        if request_id in self.requests:
-            raise InvalidRequestError(f"request id {request_id!r} is already in use")
-        if not prompt_token_ids:
-            raise InvalidRequestError("prompt is empty")
-        vocab_size = self.model_config.vocab_size
-        if any(not 0 <= t < vocab_size for t in prompt_token_ids):
-            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})")
-        if len(prompt_token_ids) + stop.max_tokens > self.max_model_len:
-            raise InvalidRequestError(
-                f"prompt ({len(prompt_token_ids)} tokens) + max_tokens ({stop.max_tokens}) "
-                f"exceeds the model's context of {self.max_model_len} tokens")
-        kv_capacity_tokens = self.kv.layout.num_gpu_blocks * self.block_size
-        if len(prompt_token_ids) + stop.max_tokens > kv_capacity_tokens:
-            raise InvalidRequestError(
-                f"prompt + max_tokens ({len(prompt_token_ids) + stop.max_tokens} tokens) exceeds "
-                f"this worker's KV cache capacity of {kv_capacity_tokens} tokens")
+        check_new_request(request_id, prompt_token_ids, stop.max_tokens, live_ids=self.requests,
+                          vocab_size=self.model_config.vocab_size,
+                          max_model_len=self.max_model_len,
+                          kv_capacity_tokens=self.kv.layout.num_gpu_blocks * self.block_size)
         request = Request(request_id, list(prompt_token_ids), sampling or SamplingParams(), stop,
                           conversation_id=conversation_id, client_priority=client_priority)
         self.requests[request_id] = request

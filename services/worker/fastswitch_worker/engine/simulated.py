@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 from fastswitch.tokenizer import DEFAULT_BYTE_BOS_ID, DEFAULT_BYTE_EOS_ID, ByteTokenizer
 from fastswitch_worker.engine.config import EngineConfig
-from fastswitch_worker.engine.errors import EngineInconsistentError, InvalidRequestError
+from fastswitch_worker.engine.errors import (
+    EngineInconsistentError,
+    check_new_request,
+)
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
 from fastswitch_worker.engine.outputs import RequestOutput, StepResult, SwapCounters
 from fastswitch_worker.engine.request_queues import RequestQueues
@@ -116,23 +119,10 @@ class SimulatedEngine:
                     conversation_id: str = "", client_priority: int = 0) -> Request:
         """Mutates: queues a request. Raises InvalidRequestError for what cannot be served."""
         stop = stop or StopConditions()
-        if request_id in self.requests:
-            raise InvalidRequestError(f"request id {request_id!r} is already in use")
-        if not prompt_token_ids:
-            raise InvalidRequestError("prompt is empty")
-        vocab_size = self.model_config.vocab_size
-        if any(not 0 <= t < vocab_size for t in prompt_token_ids):
-            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})")
-        num_tokens = len(prompt_token_ids) + stop.max_tokens
-        if num_tokens > self.max_model_len:
-            raise InvalidRequestError(
-                f"prompt ({len(prompt_token_ids)} tokens) + max_tokens ({stop.max_tokens}) "
-                f"exceeds the model's context of {self.max_model_len} tokens")
-        kv_capacity_tokens = self.kv.layout.num_gpu_blocks * self.block_size
-        if num_tokens > kv_capacity_tokens:
-            raise InvalidRequestError(
-                f"prompt + max_tokens ({num_tokens} tokens) exceeds this worker's KV cache "
-                f"capacity of {kv_capacity_tokens} tokens")
+        check_new_request(request_id, prompt_token_ids, stop.max_tokens, live_ids=self.requests,
+                          vocab_size=self.model_config.vocab_size,
+                          max_model_len=self.max_model_len,
+                          kv_capacity_tokens=self.kv.layout.num_gpu_blocks * self.block_size)
         request = Request(request_id, list(prompt_token_ids), sampling or SamplingParams(), stop,
                           conversation_id=conversation_id, client_priority=client_priority)
         self.requests[request_id] = request

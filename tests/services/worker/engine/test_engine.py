@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fastswitch_worker.engine.config import EngineConfig
-from fastswitch_worker.engine.engine import Engine, InvalidRequestError
+from fastswitch_worker.engine.engine import Engine
+from fastswitch_worker.engine.errors import InvalidRequestError
 from fastswitch_worker.engine.sequence import FinishReason, SamplingParams, StopConditions
 
 PROMPTS = [[5, 17, 42, 99, 3, 8, 250, 7, 1, 64, 12], [300, 2, 9], list(range(20, 57)), [7] * 6]
