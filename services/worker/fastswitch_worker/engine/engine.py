@@ -22,7 +22,6 @@ from fastswitch.tokenizer import load_tokenizer
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.errors import (
     EngineInconsistentError,
-    check_new_request,
 )
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager, PublishedKV
 from fastswitch_worker.engine.kv_pools import allocate_kv_pools
@@ -33,14 +32,12 @@ from fastswitch_worker.engine.outputs import (
     StepResult,
     SwapCounters,
 )
+from fastswitch_worker.engine.request_commands import RequestCommands
 from fastswitch_worker.engine.request_queues import RequestQueues
 from fastswitch_worker.engine.scheduler import BatchScheduler, SchedulerLimits
 from fastswitch_worker.engine.sequence import (
-    FinishReason,
     Request,
     RequestStatus,
-    SamplingParams,
-    StopConditions,
 )
 from fastswitch_worker.engine.step_report import StatusReporter, request_output
 from fastswitch_worker.engine.swap_executor import SwapExecutor
@@ -50,7 +47,7 @@ from fastswitch_worker.engine.switches import Switches
 IDLE_COPY_WAIT_S = 0.005
 
 
-class Engine:
+class Engine(RequestCommands):
     """One worker's engine: requests in, tokens and state changes out, one step at a time."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -99,70 +96,8 @@ class Engine:
         # None before that (a failure then may have touched any request).
         self._step_request_ids: tuple[str, ...] | None = None
 
-    # ---- commands -------------------------------------------------------------------------
-    def add_request(self, request_id: str, prompt_token_ids: list[int], *,
-                    sampling: SamplingParams | None = None, stop: StopConditions | None = None,
-                    conversation_id: str = "", client_priority: int = 0) -> Request:
-        """Mutates: queues a request. Raises InvalidRequestError for what cannot be served."""
-        stop = stop or StopConditions()
-        check_new_request(request_id, prompt_token_ids, stop.max_tokens, live_ids=self.requests,
-                          vocab_size=self.model_config.vocab_size,
-                          max_model_len=self.max_model_len,
-                          kv_capacity_tokens=self.kv.layout.num_gpu_blocks * self.block_size)
-        request = Request(request_id, list(prompt_token_ids), sampling or SamplingParams(), stop,
-                          conversation_id=conversation_id, client_priority=client_priority)
-        self.requests[request_id] = request
-        self.scheduler.add(request)
-        self.counters.num_reused_prompt_tokens += request.num_reused_tokens
-        return request
-
-    def preempt(self, request_id: str) -> None:
-        """Mutates: the request leaves the GPU at the next step (its KV moves to host)."""
-        self.scheduler.request_preempt(self._live(request_id))
-
-    def resume(self, request_id: str) -> None:
-        """Mutates: the request returns to the GPU at the next step where it fits."""
-        self.scheduler.request_resume(self._live(request_id))
-
-    def update_ranks(self, ranks: dict[str, int]) -> None:
-        """Mutates: the cluster scheduler's ranks (UpdatePriorities), used when the engine
-        itself must preempt (KV exhausted). Ids of requests this engine does not hold
-        (finished meanwhile) are ignored, so the table never outgrows the live requests."""
-        self.scheduler.update_ranks({
-            request_id: rank for request_id, rank in ranks.items()
-            if (request := self.requests.get(request_id)) is not None
-            and not request.status.is_done})
-
-    def evict_conversation(self, conversation_id: str) -> bool:
-        return self.kv.evict_conversation(conversation_id)
-
-    def abort(self, request_id: str) -> bool:
-        """Mutates: stops a request; its KV is freed now or when its copy completes."""
-        request = self.requests.get(request_id)
-        if request is None or request.status.is_done:
-            return False
-        self.scheduler.remove(request, RequestStatus.ABORTED)
-        request.finish_reason = FinishReason.ABORTED
+    def _forget_sampling(self, request_id: str) -> None:
         self.runner.sampler.forget(request_id)
-        self._pending_outputs.append(request_output(request, 0))
-        self.switches.release_if_done(request)
-        return True
-
-    def _live(self, request_id: str) -> Request:
-        request = self.requests.get(request_id)
-        if request is None or request.status.is_done:
-            raise KeyError(f"no live request {request_id!r}")
-        return request
-
-    def has_unfinished_requests(self) -> bool:
-        return (any(not r.status.is_done for r in self.requests.values())
-                or self.copies.num_inflight > 0)
-
-    def has_work(self) -> bool:
-        """Whether step() would do anything: compute, copies to apply, outputs to emit.
-        Requests parked in host memory wait for a resume and are no work by themselves."""
-        return (self.scheduler.has_work() or self.copies.num_inflight > 0
-                or bool(self._pending_outputs))
 
     # ---- the step -------------------------------------------------------------------------
     def step(self) -> StepResult:
