@@ -8,6 +8,11 @@ and are the same in both modes (EngineConfig.num_compute_threads).
 
     python benchmarks/engine_throughput.py --quick
     python benchmarks/engine_throughput.py --out benchmarks/results/engine_throughput_cpu.json
+    python benchmarks/engine_throughput.py --device cuda   # llama3-8b, bf16, dummy weights
+
+On CUDA (engine_throughput_gpu.py): decode step time at batch 1, 4, 32, 128 and prefill tokens/s
+of one 512- and one 2,048-token prompt, each beside its memory-bandwidth and bf16 compute
+floors (engine_floors.py; --hbm-gbps, --bf16-tflops).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from _common import (
     synthetic_tokens,
     write_json,
 )
+from engine_throughput_gpu import add_gpu_arguments, main_gpu
 
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.engine import Engine
@@ -104,8 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, fewer sizes (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="torch compute threads (both modes)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "engine_throughput_cpu.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help=(
+        "default results/engine_throughput_cpu.json (cuda: engine_throughput_cuda.json)"))
+    add_gpu_arguments(parser)
     args = parser.parse_args()
+    if args.device == "cuda":
+        main_gpu(args, measure_prefill=measure_prefill, median_run=median_run)
+        return
+    args.out = args.out or RESULTS_DIR / "engine_throughput_cpu.json"
     num_threads = set_threads(args.threads)
     batch_sizes = (1, 8) if args.quick else (1, 8, 32)
     prompt_len = 64 if args.quick else 128

@@ -73,7 +73,8 @@ def build(model: str, mode: str, is_reuse: bool, args: argparse.Namespace,
     """An engine whose running list is [batch..., big]: big prefilled, switched once so that
     it sits last, and starved by max_num_seqs = batch size."""
     engine = Engine(EngineConfig(
-        model=model, load_format="dummy", device="cpu", dtype="float32", mode=mode,
+        model=model, load_format="dummy", device=args.device,
+        dtype="bfloat16" if args.device == "cuda" else "float32", mode=mode,
         block_size=16, kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.kv_cache_bytes,
         max_num_batched_tokens=max(args.big_len, 512), max_num_seqs=args.batch_size,
         num_compute_threads=num_threads, kv_reuse=is_reuse))
@@ -200,6 +201,8 @@ def main() -> None:
                         help="rounds over all configurations, order rotated; default 3 (quick 2)")
     parser.add_argument("--idle-steps", type=int, default=0,
                         help="steps between the end of a switch and the next (0: back to back)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the real llama3-8b shape in bf16 (--quick: as on cpu)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "overlap_cpu.json")
     args = parser.parse_args()
     args.big_len = args.big_len or (512 if args.quick else 2048)
@@ -213,7 +216,7 @@ def main() -> None:
     samples = {name: Samples() for name, *_ in CONFIGS}
     with ExitStack() as stack:
         model = (stack.enter_context(dummy_model_dir(**QUICK_MODEL_FIELDS)) if args.quick
-                 else FULL_MODEL)
+                 else "llama3-8b" if args.device == "cuda" else FULL_MODEL)
         # All engines live at once (idle ones cost nothing but memory), so rounds can rotate
         # the order: load from elsewhere and drift then fall on every configuration alike.
         engines = {name: build(model, mode, is_reuse, args, num_threads)
@@ -246,8 +249,10 @@ def main() -> None:
     write_json(args.out, {
         "benchmark": "overlap",
         "run": record,
-        "settings": {"model": "4-layer bench-8b-kv-cpu variant" if args.quick else FULL_MODEL,
-                     "dtype": "float32", "kv_bytes_per_token": kv_bytes_per_token,
+        "settings": {"model": "4-layer bench-8b-kv-cpu variant" if args.quick else model,
+                     "device": args.device,
+                     "dtype": "bfloat16" if args.device == "cuda" else "float32",
+                     "kv_bytes_per_token": kv_bytes_per_token,
                      "block_size": 16, "num_compute_threads": num_threads,
                      "num_copy_threads_fastswitch": "1 per direction (Swapper)",
                      "batch_size": args.batch_size, "prompt_len": args.prompt_len,

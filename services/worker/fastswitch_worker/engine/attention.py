@@ -1,76 +1,29 @@
-"""Paged attention over the block-major KV cache.
+"""Paged attention over the block-major KV cache: the reference backend (any device, exact).
 
 Cache layout (one tensor per device, fixed by the design):
     kv_cache: [num_blocks, num_layers, 2, block_size, num_kv_heads, head_dim], index 0 = K, 1 = V.
 A block holds block_size tokens of every layer's K and V, so contiguous block ids are one
 contiguous memory range (one copy per extent when swapping).
 
-A batch is flattened: the new tokens of all sequences are rows of one [num_tokens, ...] tensor.
-The new tokens of sequence i are its positions context_lens[i] - query_len .. context_lens[i] - 1,
-so a full prefill, a prefill chunk that attends to already-cached context and a decode step are
-one case. Per forward pass the model builds an `AttentionPlan` once and every layer reuses it.
+Per forward pass `plan_attention` turns the metadata into gather indices once; every layer then
+reads exactly the K/V rows it needs with one `index_select` over the flat cache (no padded copy
+of whole blocks, no per-layer index building). Decodes are attended in one batch: a decode has a
+single query position, so the g query heads sharing a KV head become g "query rows" of that KV
+head ([num_decodes, num_kv_heads, g, head_dim]) and grouped-query attention needs no repeated
+K/V. A full prefill attends to the K/V it has just computed (same values as the cache holds).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pad_sequence
 
+from fastswitch_worker.engine.attention_metadata import AttentionMetadata
 
-@dataclass(frozen=True)
-class AttentionMetadata:
-    """Where a batch's new tokens go in the KV cache and what each sequence attends to."""
-
-    # [num_tokens] int64: flat slot gpu_block_id * block_size + offset of each new token's K/V.
-    slot_mapping: torch.Tensor
-    # len num_seqs + 1; seq i's new tokens are rows query_start_locs[i]:query_start_locs[i + 1].
-    query_start_locs: tuple[int, ...]
-    # Per seq: tokens whose K/V is valid after this step (cached before + new now).
-    context_lens: tuple[int, ...]
-    # Per seq: [>= ceil(context_len / block_size)] int64 gpu block ids, in token order.
-    block_tables: tuple[torch.Tensor, ...]
-
-    def __post_init__(self) -> None:
-        num_seqs = len(self.context_lens)
-        if len(self.query_start_locs) != num_seqs + 1 or len(self.block_tables) != num_seqs:
-            raise ValueError(
-                f"{num_seqs} context_lens need {num_seqs + 1} query_start_locs and {num_seqs} "
-                f"block_tables, got {len(self.query_start_locs)} and {len(self.block_tables)}"
-            )
-        if self.query_start_locs[0] != 0:
-            raise ValueError("query_start_locs must start at 0")
-        for seq_index, (query_len, context_len) in enumerate(
-            zip(self.query_lens, self.context_lens, strict=True)
-        ):
-            if not 1 <= query_len <= context_len:
-                raise ValueError(
-                    f"seq {seq_index}: query_len {query_len} must be in [1, context_len "
-                    f"{context_len}]"
-                )
-        if tuple(self.slot_mapping.shape) != (self.num_tokens,):
-            raise ValueError(
-                f"slot_mapping must have shape ({self.num_tokens},), got {tuple(self.slot_mapping.shape)}"
-            )
-
-    @property
-    def num_seqs(self) -> int:
-        return len(self.context_lens)
-
-    @property
-    def num_tokens(self) -> int:
-        return self.query_start_locs[-1]
-
-    @property
-    def query_lens(self) -> tuple[int, ...]:
-        return tuple(
-            end - start
-            for start, end in zip(
-                self.query_start_locs[:-1], self.query_start_locs[1:], strict=True
-            )
-        )
+__all__ = ["AttentionMetadata", "AttentionPlan", "paged_attention", "plan_attention", "write_kv"]
 
 
 def write_kv(
@@ -80,7 +33,10 @@ def write_kv(
     value: torch.Tensor,
     slot_mapping: torch.Tensor,
 ) -> None:
-    """Write one layer's new K/V ([num_tokens, num_kv_heads, head_dim]) at their slots; mutates kv_cache."""
+    """Write one layer's new K/V ([num_tokens, num_kv_heads, head_dim]) at their slots; mutates kv_cache.
+
+    Rows that share a slot must carry equal K/V (CUDA-graph padding repeats a real row).
+    """
     block_size = kv_cache.shape[3]
     block_ids = torch.div(slot_mapping, block_size, rounding_mode="floor")
     offsets = slot_mapping - block_ids * block_size
@@ -96,10 +52,11 @@ class _ChunkPlan:
 
     query_start: int
     query_end: int
-    context_len: int
-    block_ids: torch.Tensor  # [ceil(context_len / block_size)] int64, on the cache's device
-    mask: torch.Tensor | None  # [query_len, context_len] bool (True = attend), None if is_causal
-    is_causal: bool
+    # [2 * context_len] int64 rows of the flat cache (K rows then V rows) in layer 0.
+    kv_rows: torch.Tensor
+    # [query_len, context_len] bool (True = attend); None for a full prefill (plain causal),
+    # which attends to its freshly computed K/V when the caller passes them.
+    mask: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -107,109 +64,138 @@ class _DecodePlan:
     """All sequences with one new token, attended in one padded batch."""
 
     row_ids: torch.Tensor  # [num_decodes] int64 rows of the flattened batch
-    block_ids: torch.Tensor  # [num_decodes, max_num_blocks] int64, padded with block 0
+    is_all_rows: bool  # the decodes are the whole batch, in order (no row gather/scatter)
+    kv_rows: torch.Tensor  # [2 * num_decodes * key_len] int64 flat-cache rows in layer 0
     key_len: int  # max context_len among the decodes
-    key_mask: torch.Tensor | None  # [num_decodes, 1, 1, key_len] bool, None if all lens equal
+    # [num_decodes, 1, 1, key_len] additive float mask (-inf past a context), None if all equal
+    key_mask: torch.Tensor | None
 
 
 @dataclass(frozen=True)
 class AttentionPlan:
     """Gather indices and masks for one forward pass, shared by every layer."""
 
+    layer_stride_rows: int  # flat-cache rows between one layer's K rows and the next layer's
     chunks: tuple[_ChunkPlan, ...]
     decode: _DecodePlan | None
 
 
-def plan_attention(attn: AttentionMetadata, block_size: int, device: torch.device) -> AttentionPlan:
-    """Build the per-forward attention plan; pure (only reads `attn`)."""
+def _flat_rows(block_tables: np.ndarray, key_len: int, block_size: int, num_layers: int,
+               valid_lens: np.ndarray) -> np.ndarray:
+    """[2, num_seqs, key_len] rows of the flat cache ([-1, kv_heads, head_dim] view) holding
+    layer 0's K (index 0) and V (index 1) of token t of seq s. Positions past a sequence's
+    valid length repeat its first token (masked out later)."""
+    positions = np.arange(key_len, dtype=np.int64)[None, :]
+    positions = np.where(positions < valid_lens[:, None], positions, 0)
+    block_ids = np.take_along_axis(block_tables, positions // block_size, axis=1)
+    # Flat row of (block, layer 0, K, offset) = block * num_layers * 2 * block_size + offset.
+    key_rows = block_ids * (num_layers * 2 * block_size) + positions % block_size
+    return np.stack((key_rows, key_rows + block_size))
+
+
+def plan_attention(attn: AttentionMetadata, kv_cache: torch.Tensor) -> AttentionPlan:
+    """Build the per-forward attention plan for `kv_cache`'s shape and device; pure."""
+    num_layers, block_size = kv_cache.shape[1], kv_cache.shape[3]
+    device = kv_cache.device
+    attn.check_block_tables(block_size)
+    query_lens = attn.query_lens
+    is_decode = query_lens == 1
     chunks: list[_ChunkPlan] = []
-    decode_rows: list[int] = []
-    decode_tables: list[torch.Tensor] = []
-    decode_lens: list[int] = []
-    for seq_index, context_len in enumerate(attn.context_lens):
-        start, end = attn.query_start_locs[seq_index], attn.query_start_locs[seq_index + 1]
-        num_blocks = -(-context_len // block_size)
-        table = attn.block_tables[seq_index]
-        if table.shape[0] < num_blocks:
-            raise ValueError(
-                f"seq {seq_index}: block table has {table.shape[0]} blocks, context_len "
-                f"{context_len} needs {num_blocks} blocks of {block_size} tokens"
-            )
-        block_ids = table[:num_blocks].to(device=device, dtype=torch.int64)
+    for seq_index in np.flatnonzero(~is_decode).tolist():
+        start, end = int(attn.query_start_locs[seq_index]), int(attn.query_start_locs[seq_index + 1])
+        context_len = int(attn.context_lens[seq_index])
         query_len = end - start
-        if query_len == 1:
-            decode_rows.append(start)
-            decode_tables.append(block_ids)
-            decode_lens.append(context_len)
-            continue
-        is_causal = query_len == context_len
+        rows = _flat_rows(attn.block_tables[seq_index : seq_index + 1], context_len, block_size,
+                          num_layers, attn.context_lens[seq_index : seq_index + 1])
         mask = None
-        if not is_causal:
+        if query_len != context_len:
             # Query j sits at position context_len - query_len + j and sees keys up to it.
             query_positions = torch.arange(context_len - query_len, context_len, device=device)
-            key_positions = torch.arange(context_len, device=device)
-            mask = key_positions[None, :] <= query_positions[:, None]
-        chunks.append(_ChunkPlan(start, end, context_len, block_ids, mask, is_causal))
+            mask = torch.arange(context_len, device=device)[None, :] <= query_positions[:, None]
+        chunks.append(_ChunkPlan(start, end, torch.from_numpy(rows.reshape(-1)).to(device), mask))
     decode = None
-    if decode_rows:
-        key_len = max(decode_lens)
+    decode_seqs = np.flatnonzero(is_decode)
+    if decode_seqs.size:
+        lens = attn.context_lens[decode_seqs]
+        key_len = int(lens.max())
+        rows = _flat_rows(attn.block_tables[decode_seqs], key_len, block_size, num_layers, lens)
         key_mask = None
-        if min(decode_lens) != key_len:
-            lens = torch.tensor(decode_lens, device=device)
-            key_mask = (torch.arange(key_len, device=device)[None, :] < lens[:, None])[
-                :, None, None, :
-            ]
+        if int(lens.min()) != key_len:
+            is_past = np.arange(key_len)[None, :] >= lens[:, None]
+            key_mask = torch.from_numpy(np.where(is_past, -np.inf, 0.0)).to(
+                device=device, dtype=kv_cache.dtype)[:, None, None, :]
+        row_ids = attn.query_start_locs[decode_seqs]
         decode = _DecodePlan(
-            row_ids=torch.tensor(decode_rows, dtype=torch.int64, device=device),
-            block_ids=pad_sequence(decode_tables, batch_first=True, padding_value=0),
-            key_len=key_len,
-            key_mask=key_mask,
-        )
-    return AttentionPlan(chunks=tuple(chunks), decode=decode)
+            row_ids=torch.from_numpy(row_ids).to(device),
+            is_all_rows=bool(decode_seqs.size == attn.num_tokens),
+            kv_rows=torch.from_numpy(rows.reshape(-1)).to(device),
+            key_len=key_len, key_mask=key_mask)
+    return AttentionPlan(layer_stride_rows=2 * block_size, chunks=tuple(chunks), decode=decode)
 
 
-def _gather_kv(
-    layer_cache: torch.Tensor, block_ids: torch.Tensor, key_len: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """K and V of the given blocks as [*block_ids.shape[:-1], num_kv_heads, key_len, head_dim]."""
-    # layer_cache: [num_blocks, 2, block_size, num_kv_heads, head_dim]
-    gathered = layer_cache[block_ids]  # [..., num_blocks, 2, block_size, num_kv_heads, head_dim]
-    gathered = gathered.transpose(-4, -5)  # [..., 2, num_blocks, block_size, heads, head_dim]
-    shape = gathered.shape
-    tokens = gathered.reshape(*shape[:-4], shape[-4] * shape[-3], *shape[-2:])[..., :key_len, :, :]
-    tokens = tokens.transpose(-2, -3).to(dtype)  # [..., 2, num_kv_heads, key_len, head_dim]
-    return tokens.select(-4, 0), tokens.select(-4, 1)
+def _gather(flat_cache: torch.Tensor, rows: torch.Tensor, layer_offset: int,
+            dtype: torch.dtype) -> torch.Tensor:
+    """[2, n, num_kv_heads, head_dim]: K and V at `rows` (layer 0 rows) of layer `layer_offset`."""
+    gathered = flat_cache.index_select(0, rows + layer_offset if layer_offset else rows)
+    return gathered.view(2, -1, *flat_cache.shape[1:]).to(dtype)
 
 
 def paged_attention(
-    query: torch.Tensor, kv_cache: torch.Tensor, layer_idx: int, plan: AttentionPlan
+    query: torch.Tensor,
+    kv_cache: torch.Tensor,
+    layer_idx: int,
+    plan: AttentionPlan,
+    key: torch.Tensor | None = None,
+    value: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal attention of the new tokens over their sequences' cached K/V; pure.
 
     query: [num_tokens, num_heads, head_dim] (RoPE applied); returns the same shape. The new
-    tokens' K/V must already be in the cache (`write_kv`). num_heads may be a multiple of
-    num_kv_heads (grouped-query attention: kv head h serves query heads h*g .. h*g + g - 1).
+    tokens' K/V must already be in the cache (`write_kv`); key/value ([num_tokens, kv_heads,
+    head_dim], as written) let full prefills skip reading them back. num_heads may be a
+    multiple of num_kv_heads (grouped-query attention: kv head h serves query heads h*g ..
+    h*g + g - 1).
     """
-    layer_cache = kv_cache[:, layer_idx]
+    num_kv_heads, head_dim = kv_cache.shape[4], kv_cache.shape[5]
+    flat_cache = kv_cache.view(-1, num_kv_heads, head_dim)  # the cache is one contiguous tensor
+    layer_offset = layer_idx * plan.layer_stride_rows
+    decode = plan.decode
+    if decode is not None and decode.is_all_rows and not plan.chunks:
+        return _attend_decodes(query, flat_cache, layer_offset, decode)
     output = torch.empty_like(query)
     for chunk in plan.chunks:
-        keys, values = _gather_kv(layer_cache, chunk.block_ids, chunk.context_len, query.dtype)
-        chunk_query = query[chunk.query_start : chunk.query_end].transpose(0, 1)  # [heads, n, dim]
+        rows = slice(chunk.query_start, chunk.query_end)
+        if chunk.mask is None and key is not None and value is not None:
+            # Round through the cache dtype so the values equal what a cache read returns.
+            keys = key[rows].to(kv_cache.dtype).to(query.dtype)
+            values = value[rows].to(kv_cache.dtype).to(query.dtype)
+        else:
+            keys, values = _gather(flat_cache, chunk.kv_rows, layer_offset, query.dtype)
         chunk_output = F.scaled_dot_product_attention(
-            chunk_query.unsqueeze(0),
-            keys.unsqueeze(0),
-            values.unsqueeze(0),
+            query[rows].transpose(0, 1).unsqueeze(0),  # [1, heads, n, dim]
+            keys.transpose(0, 1).unsqueeze(0),
+            values.transpose(0, 1).unsqueeze(0),
             attn_mask=chunk.mask,
-            is_causal=chunk.is_causal,
+            is_causal=chunk.mask is None,
             enable_gqa=True,
         )  # [1, heads, n, dim]
-        output[chunk.query_start : chunk.query_end] = chunk_output[0].transpose(0, 1)
-    if plan.decode is not None:
-        decode = plan.decode
-        keys, values = _gather_kv(layer_cache, decode.block_ids, decode.key_len, query.dtype)
-        decode_query = query[decode.row_ids].unsqueeze(2)  # [num_decodes, heads, 1, head_dim]
-        decode_output = F.scaled_dot_product_attention(
-            decode_query, keys, values, attn_mask=decode.key_mask, enable_gqa=True
-        )
-        output[decode.row_ids] = decode_output.squeeze(2)
+        output[rows] = chunk_output[0].transpose(0, 1)
+    if decode is not None:
+        output[decode.row_ids] = _attend_decodes(
+            query[decode.row_ids], flat_cache, layer_offset, decode)
     return output
+
+
+def _attend_decodes(query: torch.Tensor, flat_cache: torch.Tensor, layer_offset: int,
+                    decode: _DecodePlan) -> torch.Tensor:
+    """[num_decodes, heads, head_dim] -> same: one attention call for every decode."""
+    num_decodes, num_heads, head_dim = query.shape
+    num_kv_heads = flat_cache.shape[1]
+    keys, values = _gather(flat_cache, decode.kv_rows, layer_offset, query.dtype)
+    # [num_decodes, key_len, kv_heads, dim] -> [num_decodes, kv_heads, key_len, dim] (views)
+    keys = keys.view(num_decodes, decode.key_len, num_kv_heads, head_dim).transpose(1, 2)
+    values = values.view(num_decodes, decode.key_len, num_kv_heads, head_dim).transpose(1, 2)
+    # The g query heads of one KV head are g rows of a single-position query.
+    grouped = query.view(num_decodes, num_kv_heads, num_heads // num_kv_heads, head_dim)
+    attended = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=decode.key_mask)
+    return attended.reshape(num_decodes, num_heads, head_dim)

@@ -83,7 +83,7 @@ def test_paged_attention_matches_dense_for_prefill_chunk_and_decodes_with_gqa() 
         context_lens=tuple(context_lens),
         block_tables=tuple(torch.tensor(t) for t in tables),
     )
-    plan = plan_attention(attn, BLOCK_SIZE, kv_cache.device)
+    plan = plan_attention(attn, kv_cache)
     assert len(plan.chunks) == 2 and plan.decode is not None
     output = paged_attention(query, kv_cache, layer_idx, plan)
     for i in range(4):
@@ -100,7 +100,7 @@ def test_block_table_shorter_than_the_context_is_rejected() -> None:
         block_tables=(torch.tensor([0, 1]),),
     )
     with pytest.raises(ValueError, match="needs 3 blocks"):
-        plan_attention(attn, BLOCK_SIZE, torch.device("cpu"))
+        plan_attention(attn, empty_cache())
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastswitch_worker.engine.attention import (
-    AttentionMetadata,
-    AttentionPlan,
-    paged_attention,
-    plan_attention,
-    write_kv,
-)
+from fastswitch_worker.engine.attention import write_kv
+from fastswitch_worker.engine.attention_backends import AttentionBackend, TorchBackend
+from fastswitch_worker.engine.attention_metadata import AttentionMetadata
 from fastswitch_worker.engine.model_config import ModelConfig
 from fastswitch_worker.engine.models.rotary import RotaryEmbedding, apply_rotary
 
@@ -61,7 +57,8 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         kv_cache: torch.Tensor,
         slot_mapping: torch.Tensor,
-        plan: AttentionPlan,
+        backend: AttentionBackend,
+        plan: object,
     ) -> torch.Tensor:
         """[num_tokens, hidden] -> [num_tokens, hidden]; writes the new K/V into kv_cache."""
         num_tokens = hidden.shape[0]
@@ -71,7 +68,7 @@ class Attention(nn.Module):
         query = apply_rotary(query, cos, sin)
         key = apply_rotary(key, cos, sin)
         write_kv(kv_cache, self.layer_idx, key, value, slot_mapping)
-        attended = paged_attention(query, kv_cache, self.layer_idx, plan)
+        attended = backend.attend(query, key, value, kv_cache, self.layer_idx, plan)
         return self.o_proj(attended.reshape(num_tokens, self.num_heads * self.head_dim))
 
 
@@ -105,10 +102,11 @@ class DecoderLayer(nn.Module):
         sin: torch.Tensor,
         kv_cache: torch.Tensor,
         slot_mapping: torch.Tensor,
-        plan: AttentionPlan,
+        backend: AttentionBackend,
+        plan: object,
     ) -> torch.Tensor:
         attended = self.self_attn(
-            self.input_layernorm(hidden), cos, sin, kv_cache, slot_mapping, plan
+            self.input_layernorm(hidden), cos, sin, kv_cache, slot_mapping, backend, plan
         )
         hidden = hidden + attended
         return hidden + self.mlp(self.post_attention_layernorm(hidden))
@@ -152,11 +150,12 @@ class CausalLM(nn.Module):
             or kv_cache.shape[2] != 2
             or kv_cache.shape[4] != config.num_kv_heads
             or kv_cache.shape[5] != config.head_dim
+            or not kv_cache.is_contiguous()
         ):
             raise ValueError(
                 f"kv_cache must be [num_blocks, num_layers={config.num_layers}, 2, block_size, "
-                f"num_kv_heads={config.num_kv_heads}, head_dim={config.head_dim}], got "
-                f"{tuple(kv_cache.shape)}"
+                f"num_kv_heads={config.num_kv_heads}, head_dim={config.head_dim}] and "
+                f"contiguous, got {tuple(kv_cache.shape)}"
             )
 
     @torch.no_grad()
@@ -166,18 +165,34 @@ class CausalLM(nn.Module):
         positions: torch.Tensor,
         kv_cache: torch.Tensor,
         attn: AttentionMetadata,
+        backend: AttentionBackend | None = None,
     ) -> torch.Tensor:
         """Run the new tokens of a flattened batch; returns [num_tokens, hidden] after the final norm.
 
         input_ids, positions: [num_tokens] int64. Mutates kv_cache: every layer writes the new
-        tokens' K/V at attn.slot_mapping before attending.
+        tokens' K/V at attn.slot_mapping before attending. backend: the reference by default.
         """
         self.check_kv_cache(kv_cache)
-        plan = plan_attention(attn, block_size=kv_cache.shape[3], device=kv_cache.device)
+        backend = backend if backend is not None else TorchBackend()
+        plan = backend.plan(attn, kv_cache)
+        return self.run_layers(input_ids, positions, kv_cache, attn.slot_mapping, backend, plan)
+
+    @torch.no_grad()
+    def run_layers(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_cache: torch.Tensor,
+        slot_mapping: torch.Tensor,
+        backend: AttentionBackend,
+        plan: object,
+    ) -> torch.Tensor:
+        """forward() with the attention plan already built: only device work, no host sync and
+        no Python per token, so a CUDA graph can capture it (cuda_graphs.py). Mutates kv_cache."""
         hidden = self.model.embed_tokens(input_ids)  # [num_tokens, hidden]
         cos, sin = self.rotary.cos_sin(positions, hidden.dtype)
         for layer in self.model.layers:
-            hidden = layer(hidden, cos, sin, kv_cache, attn.slot_mapping, plan)
+            hidden = layer(hidden, cos, sin, kv_cache, slot_mapping, backend, plan)
         return self.model.norm(hidden)
 
     @torch.no_grad()
