@@ -9,7 +9,8 @@ from collections.abc import Mapping
 import grpc
 
 from fastswitch.v1 import scheduler_pb2, scheduler_pb2_grpc
-from fastswitch_bench.replay import ReplayLog, tenant_token
+from fastswitch_bench.breakdown import RequestPhases, time_breakdown
+from fastswitch_bench.replay import CUT_AT_DEADLINE, ReplayLog, tenant_token
 from fastswitch_bench.results import ConfigResult, SwapFigures
 from fastswitch_bench.stats import BacklogInterval, ServiceEvent
 
@@ -57,7 +58,7 @@ def _sum_swaps(stats: scheduler_pb2.GetClusterStatsResponse) -> dict[str, float]
 def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
                   swaps: Mapping[str, float], bandwidth: tuple[float, ...],
                   settings: Mapping[str, object]) -> ConfigResult:
-    ttft, tbt, e2e, events, backlog = [], [], [], [], []
+    ttft, tbt, e2e, events, backlog, phases = [], [], [], [], [], []
     served: dict[str, int] = dict.fromkeys(weights, 0)
     for turn in log.turns:
         times = turn.token_times_s
@@ -69,6 +70,9 @@ def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
         tbt.extend((b - a) * 1e3 for a, b in zip(times, times[1:], strict=False))
         if not turn.error:
             e2e.append((times[-1] - turn.sent_s) * 1e3)
+            if turn.phases_ms:
+                phases.append(RequestPhases(turn.request_id, ttft[-1], e2e[-1], turn.phases_ms,
+                                            turn.num_preemptions))
         for time_s in times:
             events.append(ServiceEvent(time_s, turn.tenant, 1))
         served[turn.tenant] += len(times)
@@ -82,6 +86,9 @@ def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
         name=name, ttft_ms=ttft, tbt_ms=tbt, e2e_ms=e2e, num_generated_tokens=sum(served.values()),
         duration_s=log.duration_s, tenant_weights=dict(weights), served_tokens_by_tenant=served,
         service_events=events, backlog=backlog, swap=swap,
+        time_breakdown=time_breakdown(phases),
         settings={**settings, "num_failed_turns": sum(bool(t.error) for t in log.turns),
+                  "num_turns_cut_at_deadline": sum(t.error == CUT_AT_DEADLINE for t in log.turns),
+                  "num_turns_not_sent_by_deadline": log.num_turns_not_sent,
                   "reused_bytes": int(swaps.get("reused_bytes", 0)),
                   "num_reused_prompt_tokens": sum(t.num_reused_prompt_tokens for t in log.turns)})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from fastswitch.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+from fastswitch_bench.breakdown import PHASES
 from fastswitch_bench.workload import Conversation, Workload, next_turn_prompt, prompt_token_ids
 
 # Keep the byte tokenizer's specials (256, 257) out of prompts: ids below are bytes.
@@ -31,12 +32,21 @@ class TurnRecord:
     done_s: float | None = None
     error: str = ""
     num_reused_prompt_tokens: int = 0
+    # The frontend's RequestTiming of the final response: ms per phase (breakdown.PHASES).
+    phases_ms: dict[str, float] = field(default_factory=dict)
+    num_preemptions: int = 0
+
+    @property
+    def request_id(self) -> str:
+        """The id the replay sends: the same in every replay of the workload."""
+        return f"{self.conversation_id}-turn{self.turn_index}"
 
 
 @dataclass
 class ReplayLog:
     turns: list[TurnRecord]
     duration_s: float
+    num_turns_not_sent: int = 0  # turns the deadline kept from being sent
 
 
 def tenant_token(tenant: str) -> str:
@@ -44,20 +54,34 @@ def tenant_token(tenant: str) -> str:
     return f"bench-{tenant}"
 
 
+CUT_AT_DEADLINE = "CANCELLED: cut at the replay's deadline"
+
+
 async def replay(workload: Workload, address: str, *, vocab_size: int, seed: int,
-                 on_turn_done: Callable[[], None] = lambda: None) -> ReplayLog:
+                 on_turn_done: Callable[[], None] = lambda: None,
+                 deadline_s: float | None = None, drain_grace_s: float = 0.0) -> ReplayLog:
+    """With `deadline_s`, no turn is sent after that many seconds, and turns still streaming
+    `drain_grace_s` later are cut (recorded with CUT_AT_DEADLINE as their error)."""
     turns: list[TurnRecord] = []
+    num_not_sent = 0
     start = time.monotonic()
+
+    def past_deadline() -> bool:
+        return deadline_s is not None and time.monotonic() - start >= deadline_s
     async with grpc.aio.insecure_channel(address) as channel:
         stub = scheduler_pb2_grpc.SchedulerStub(channel)
 
         async def run_conversation(conversation: Conversation) -> None:
+            nonlocal num_not_sent
             await asyncio.sleep(max(0.0, conversation.arrival_s - (time.monotonic() - start)))
             prompt: list[int] = []
             answer: list[int] = []
             for index, turn in enumerate(conversation.turns):
                 if index:
                     await asyncio.sleep(conversation.think_time_s[index - 1])
+                if past_deadline():
+                    num_not_sent += len(conversation.turns) - index
+                    return
                 new_user = prompt_token_ids(conversation, index, vocab_size, seed=seed,
                                             num_reserved_ids=NUM_RESERVED_IDS)
                 prompt = next_turn_prompt(prompt, answer, new_user) if index else new_user
@@ -69,14 +93,23 @@ async def replay(workload: Workload, address: str, *, vocab_size: int, seed: int
                 if record.error:
                     return  # the conversation cannot go on without its answer
 
-        await asyncio.gather(*(run_conversation(c) for c in workload.conversations))
-    return ReplayLog(turns, time.monotonic() - start)
+        tasks = [asyncio.create_task(run_conversation(c)) for c in workload.conversations]
+        limit_s = None if deadline_s is None else deadline_s + drain_grace_s
+        _, pending = await asyncio.wait(tasks, timeout=limit_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for record in turns:
+            if record.done_s is None:  # cut while streaming
+                record.error = CUT_AT_DEADLINE
+                record.done_s = time.monotonic() - start
+    return ReplayLog(turns, time.monotonic() - start, num_not_sent)
 
 
 async def _one_turn(stub, conversation: Conversation, prompt: list[int], max_tokens: int,
                     record: TurnRecord, start: float) -> list[int]:
     request = scheduler_pb2.GenerateRequest(
-        request_id=f"{conversation.conversation_id}-turn{record.turn_index}",  # same every replay
+        request_id=record.request_id,
         token_ids=scheduler_pb2.TokenIds(ids=prompt), conversation_id=conversation.conversation_id,
         stop=common_pb2.StopConditions(max_tokens=max_tokens, ignore_eos=True))
     metadata = (("authorization", f"Bearer {tenant_token(conversation.tenant)}"),)
@@ -88,6 +121,8 @@ async def _one_turn(stub, conversation: Conversation, prompt: list[int], max_tok
             record.token_times_s.extend([now] * len(response.token_ids))
             if response.finish_reason:
                 record.num_reused_prompt_tokens = response.usage.num_reused_prompt_tokens
+                record.phases_ms = {p: getattr(response.timing, f"{p}_ms") for p in PHASES}
+                record.num_preemptions = response.timing.num_preemptions
     except grpc.aio.AioRpcError as exc:
         record.error = f"{exc.code().name}: {exc.details()}"
     record.done_s = time.monotonic() - start

@@ -49,6 +49,7 @@ def write_report(
     machine: Mapping[str, object],
     workload: Mapping[str, object],
     fairness_window_s: float | None = DEFAULT_FAIRNESS_WINDOW_S,
+    scenario: Mapping[str, object] | None = None,
 ) -> ReportFiles:
     """Creates `out_dir` if needed and writes the report into it, replacing earlier files of
     the same names. `results` must include "baseline" and "fastswitch" (see `build_report`);
@@ -60,6 +61,7 @@ def write_report(
         machine=machine,
         workload=workload,
         fairness_window_s=fairness_window_s,
+        scenario=scenario,
     )
     # Serialise first: a figure that is not plain JSON (NaN, a stray object) fails here,
     # before any file is half-written.

@@ -6,7 +6,9 @@
 "min_samples_by_percentile": {...}}`, where every config's figures hold `ttft_ms`, `tbt_ms`
 and `e2e_ms` objects keyed `p50`, `p95`, `p99`, `p99.9` (plus `num_samples`, `mean`, `min`,
 `max` and `unsupported_percentiles`: the keys too few samples stand behind, see
-`stats.min_samples_for_percentile`), `throughput_tokens_per_s`, `swap` and `fairness`.
+`stats.min_samples_for_percentile`), `throughput_tokens_per_s`, `swap`, `fairness` and
+`time_breakdown` (where requests' time went: `breakdown.time_breakdown`); plus `scenario`
+when the run names one.
 A latency with no samples has null figures rather than a made-up number.
 """
 
@@ -82,6 +84,7 @@ class ConfigResult:
     backlog: Sequence[BacklogInterval]
     swap: SwapFigures
     settings: Mapping[str, object] = field(default_factory=dict)
+    time_breakdown: Mapping[str, object] = field(default_factory=dict)  # breakdown.time_breakdown
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -130,6 +133,7 @@ def config_figures(
             "bandwidth_gb_per_s": latency_figures(swap.bandwidth_gb_per_s),
         },
         "fairness": _fairness_figures(result, fairness_window_s),
+        "time_breakdown": dict(result.time_breakdown),
     }
 
 
@@ -161,10 +165,12 @@ def build_report(
     machine: Mapping[str, object],
     workload: Mapping[str, object],
     fairness_window_s: float | None = DEFAULT_FAIRNESS_WINDOW_S,
+    scenario: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """The report.json document (pure). `results` must include configurations named
     "baseline" and "fastswitch" (ratios compare those two); further ones, e.g. ablations,
-    appear under "configs" only."""
+    appear under "configs" only. `scenario` (scenarios.scenario_mapping) says what ran and
+    how it maps onto the paper; the key is present only when given."""
     names = [r.name for r in results]
     if len(set(names)) != len(names):
         raise ValueError(f"configuration names must be unique, got {names}")
@@ -183,6 +189,7 @@ def build_report(
         "min_samples_by_percentile": {
             percentile_key(q): min_samples_for_percentile(q) for q in DEFAULT_PERCENTILES
         },
+        **({} if scenario is None else {"scenario": dict(scenario)}),
     }
 
 

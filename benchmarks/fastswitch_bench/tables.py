@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from fastswitch_bench.breakdown import breakdown_markdown
 from fastswitch_bench.results import (
     BASELINE,
     FASTSWITCH,
@@ -102,6 +103,16 @@ def summary_table(results: Sequence[ConfigResult]) -> str:
     return "\n".join(lines)
 
 
+def _scenario_section(scenario: Mapping) -> list[str]:
+    """The scenario and its mapping onto the paper's evaluation, aspect by aspect."""
+    lines = [f"## Scenario: {scenario['name']}", "", str(scenario.get("description", "")), "",
+             "| aspect | the paper | this run |", "|---|---|---|"]
+    paper, here = scenario.get("paper", {}), scenario.get("here", {})
+    lines += [f"| {key} | {paper.get(key, '-')} | {here.get(key, '-')} |"
+              for key in dict.fromkeys([*paper, *here])]
+    return [*lines, ""]
+
+
 def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
     """report.md from a `build_report` document and the plots written beside it."""
     configs: Mapping = report["configs"]
@@ -118,6 +129,8 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
     turns = turns_statement(workload)
     if turns is not None:
         parts += [turns, ""]
+    if "scenario" in report:
+        parts += _scenario_section(report["scenario"])
     parts += [
         "## Configurations",
         "",
@@ -135,6 +148,7 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
         )
         parts += [UNSUPPORTED_NOTE.format(needs=needs), ""]
     parts += [f"Ratios: {RATIOS_NOTE}", ""]
+    parts += breakdown_markdown(configs)
     parts += ["## Context switches", "", *_markdown_table(configs, ratios, _SWAP_ROWS), ""]
     parts += [
         "## Fairness",

@@ -72,18 +72,32 @@ class Usage(_message.Message):
     def __init__(self, num_prompt_tokens: _Optional[int] = ..., num_generated_tokens: _Optional[int] = ..., num_reused_prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class RequestTiming(_message.Message):
-    __slots__ = ("queue_ms", "ttft_ms", "e2e_ms", "num_preemptions", "swapped_ms")
+    __slots__ = ("queue_ms", "ttft_ms", "e2e_ms", "num_preemptions", "swapped_ms", "placement_wait_ms", "admission_wait_ms", "engine_queue_ms", "running_ms", "swapping_out_ms", "swapped_out_ms", "swapping_in_ms")
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     TTFT_MS_FIELD_NUMBER: _ClassVar[int]
     E2E_MS_FIELD_NUMBER: _ClassVar[int]
     NUM_PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     SWAPPED_MS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_MS_FIELD_NUMBER: _ClassVar[int]
+    SWAPPING_OUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SWAPPED_OUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SWAPPING_IN_MS_FIELD_NUMBER: _ClassVar[int]
     queue_ms: float
     ttft_ms: float
     e2e_ms: float
     num_preemptions: int
     swapped_ms: float
-    def __init__(self, queue_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., e2e_ms: _Optional[float] = ..., num_preemptions: _Optional[int] = ..., swapped_ms: _Optional[float] = ...) -> None: ...
+    placement_wait_ms: float
+    admission_wait_ms: float
+    engine_queue_ms: float
+    running_ms: float
+    swapping_out_ms: float
+    swapped_out_ms: float
+    swapping_in_ms: float
+    def __init__(self, queue_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., e2e_ms: _Optional[float] = ..., num_preemptions: _Optional[int] = ..., swapped_ms: _Optional[float] = ..., placement_wait_ms: _Optional[float] = ..., admission_wait_ms: _Optional[float] = ..., engine_queue_ms: _Optional[float] = ..., running_ms: _Optional[float] = ..., swapping_out_ms: _Optional[float] = ..., swapped_out_ms: _Optional[float] = ..., swapping_in_ms: _Optional[float] = ...) -> None: ...
 
 class SwapStats(_message.Message):
     __slots__ = ("num_swap_outs", "num_swap_ins", "swap_out_bytes", "swap_in_bytes", "num_copies", "reused_bytes", "stall_ms", "copy_ms", "num_cancelled_swap_outs", "num_recomputes", "num_kv_exhausted_preemptions")

@@ -13,6 +13,7 @@ import grpc
 from fastswitch.tenants import TenantState
 from fastswitch.tokenizer import IncrementalDetokenizer
 from fastswitch.v1 import common_pb2, control_pb2, scheduler_pb2, worker_pb2
+from fastswitch_frontend.timeline import Phase, Timeline
 
 PREEMPTED_STATES = (common_pb2.REQUEST_STATE_SWAPPING_OUT, common_pb2.REQUEST_STATE_SWAPPED)
 
@@ -47,6 +48,10 @@ class FrontendRequest:
     swapped_ms: float = 0.0
     is_done: bool = False
     responses: asyncio.Queue = field(default_factory=asyncio.Queue)
+    timeline: Timeline = field(init=False)  # where its time went, phase by phase
+
+    def __post_init__(self) -> None:
+        self.timeline = Timeline(self.arrival_s)
 
     @property
     def scoped_conversation_id(self) -> str:
@@ -64,7 +69,10 @@ class FrontendRequest:
 
     def stage_command(self) -> worker_pb2.StageCommand:
         """What a worker needs to run the request: the prompt plus what was generated
-        elsewhere before a move, and the tokens still allowed."""
+        elsewhere before a move, and the tokens still allowed. Mutates the timeline only: a
+        request is staged once the scheduler placed it, so the first stage ends its wait for
+        a placement."""
+        self.timeline.placed(time.monotonic())
         stop = common_pb2.StopConditions()
         stop.CopyFrom(self.stop)
         stop.max_tokens = self.stop.max_tokens - len(self.generated_token_ids)
@@ -77,6 +85,7 @@ class FrontendRequest:
     def note_state(self, state: int) -> None:
         """Mutates: the worker's state change, for the timing the final response reports."""
         now = time.monotonic()
+        self.timeline.state(state, now)
         if state == common_pb2.REQUEST_STATE_RUNNING:
             if self.first_running_s is None:
                 self.first_running_s = now
@@ -107,6 +116,7 @@ class FrontendRequest:
                 num_prompt_tokens=len(self.prompt_token_ids),
                 num_generated_tokens=len(self.generated_token_ids),
                 num_reused_prompt_tokens=self.num_reused_prompt_tokens))
+            self.timeline.state(common_pb2.REQUEST_STATE_FINISHED, now)
             response.timing.CopyFrom(self._timing(now))
         return response
 
@@ -114,7 +124,10 @@ class FrontendRequest:
         def ms_since_arrival(t: float | None) -> float:
             return 0.0 if t is None else (t - self.arrival_s) * 1e3
 
+        phases_ms = self.timeline.totals_ms(now)
         return common_pb2.RequestTiming(
             queue_ms=ms_since_arrival(self.first_running_s),
             ttft_ms=ms_since_arrival(self.first_token_s), e2e_ms=(now - self.arrival_s) * 1e3,
-            num_preemptions=self.num_preemptions, swapped_ms=self.swapped_ms)
+            num_preemptions=self.num_preemptions, swapped_ms=self.swapped_ms,
+            # The fields are named `<phase>_ms`, one per phase the timeline tells apart.
+            **{f"{phase.value}_ms": phases_ms[phase] for phase in Phase if phase in phases_ms})

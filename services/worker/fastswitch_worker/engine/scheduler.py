@@ -97,9 +97,27 @@ class BatchScheduler:
         return step.build()
 
     def _apply_preempts(self, step: StepPlan) -> None:
+        # The cluster scheduler preempts to make room for the resumes it sends in the same
+        # batch (a priority change swaps two requests). When those need more GPU blocks than
+        # are free, an asynchronous swap-out would hold its blocks until its copy lands and a
+        # later step polls it, and the resumed request would wait a step or two more for them
+        # (the baseline, copying synchronously, frees them at once). Such a swap-out is
+        # urgent: copied now, its blocks go to this very step's swap-ins. Who runs does not
+        # change, only when. (New requests keep waiting for the copy: they have no tokens
+        # streaming yet, and the copy overlaps the batch's decoding.)
+        is_urgent = bool(self._pending_preempts) and self._are_resumes_short_of_room()
         for request in list(self._pending_preempts.values()):
-            if self._preempt(request, step):
+            if self._preempt(request, step, is_urgent=is_urgent):
                 del self._pending_preempts[request.request_id]
+
+    def _are_resumes_short_of_room(self) -> bool:
+        """Read-only: the pending resumes' swap-ins need more GPU blocks than are free now
+        (an estimate: other requests' unused reservations may still come back)."""
+        num_needed_blocks = sum(
+            self.kv.num_blocks_for(request.num_host_valid_tokens)
+            for request in self._pending_resumes.values()
+            if request.status is RequestStatus.SWAPPED)
+        return num_needed_blocks > self.kv.gpu.num_free_blocks
 
     def _apply_resumes(self, step: StepPlan) -> None:
         for request in list(self._pending_resumes.values()):
@@ -146,15 +164,16 @@ class BatchScheduler:
                     step.add_chunk(request, num_new)
 
     # ---- transitions ----------------------------------------------------------------------
-    def _preempt(self, request: Request, step: StepPlan) -> bool:
-        """Start moving a request off the GPU; False when it must wait (a copy in flight)."""
+    def _preempt(self, request: Request, step: StepPlan, *, is_urgent: bool) -> bool:
+        """Start moving a request off the GPU (urgent: its copy before this step's forward
+        pass, its blocks free at once); False when it must wait (a copy in flight)."""
         status = request.status
         if status is RequestStatus.SWAPPING_IN or request.num_inflight_copies:
             return False  # retried next step, once its copy is done
         if status is RequestStatus.WAITING:
             self.queues.move(request, RequestStatus.SWAPPED)  # holds no GPU KV: no copy
         elif status is RequestStatus.RUNNING:
-            self._swap_out(request, step, is_urgent=False)
+            self._swap_out(request, step, is_urgent=is_urgent)
         return True
 
     def _swap_out(self, request: Request, step: StepPlan, *, is_urgent: bool) -> None:
