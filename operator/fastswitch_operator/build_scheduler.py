@@ -23,6 +23,7 @@ from fastswitch_operator.build_transport import (
     transport_volume,
 )
 from fastswitch_operator.spec import ClusterSpec
+from fastswitch_operator.spec_settings import settings_args
 
 # Policy parameters in the spec -> `fastswitch scheduler` flags.
 POLICY_FLAGS = {
@@ -41,6 +42,7 @@ def scheduler_args(cluster: ClusterSpec) -> list[str]:
     scheduler = cluster.scheduler
     args = [
         "scheduler",
+        *pods.metrics_args(names.SCHEDULER),
         f"--listen=0.0.0.0:{names.SCHEDULER_PORT}",
         f"--workers={names.workers_address(cluster.name, cluster.namespace)}",
         f"--policy={scheduler.policy}",
@@ -51,6 +53,7 @@ def scheduler_args(cluster: ClusterSpec) -> list[str]:
     ]
     for key, value in sorted(scheduler.policy_params.items()):
         args.append(f"{POLICY_FLAGS[scheduler.policy, key]}={value}")
+    args += settings_args(scheduler.settings)
     return args + tenants_args(cluster) + transport_args(cluster)
 
 
@@ -69,6 +72,7 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         env=transport_env(cluster, names.SCHEDULER),
         env_from=config_env_from(cluster),
         mounts=mounts,
+        metrics_port=names.METRICS_PORTS[names.SCHEDULER],
     )
     container.update(service_probes(cluster, names.SCHEDULER_PORT, startup_seconds=120))
     return {
@@ -81,7 +85,8 @@ def build_scheduler_deployment(cluster: ClusterSpec) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": names.labels(cluster.name, names.SCHEDULER),
-                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster)},
+                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster),
+                                    **pods.scrape_annotations(cluster, names.SCHEDULER)},
                 },
                 "spec": pods.pod_spec(cluster, scheduler.placement, [container], volumes=volumes),
             },

@@ -27,6 +27,7 @@ from fastswitch_operator.build_transport import (
     worker_probes,
 )
 from fastswitch_operator.spec import ClusterSpec
+from fastswitch_operator.spec_settings import settings_args
 
 # Loading the checkpoint and allocating the KV cache happen before SERVING: the startup probe
 # allows this long before the liveness probe may restart a worker.
@@ -45,6 +46,7 @@ def worker_args(cluster: ClusterSpec) -> list[str]:
     service = names.service_host(names.workers_name(cluster.name), cluster.namespace)
     args = [
         "worker",
+        *pods.metrics_args(names.WORKER),
         f"--worker-id=$({pods.POD_NAME_ENV})",
         f"--advertise-address=$({pods.POD_NAME_ENV}).{service}:{names.WORKER_PORT}",
         f"--mode={workers.mode}",
@@ -57,7 +59,7 @@ def worker_args(cluster: ClusterSpec) -> list[str]:
         args.append(f"--dtype={model.dtype}")
     if model.dummy_weights:
         args.append("--load-format=dummy")
-    return args + transport_args(cluster)
+    return args + settings_args(workers.settings) + transport_args(cluster)
 
 
 def worker_resources(cluster: ClusterSpec) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
         env_from=config_env_from(cluster),
         # Pinned host memory and torch's shared-memory tensors need more than 64Mi of /dev/shm.
         mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *model_mounts, *tls_mounts],
+        metrics_port=names.METRICS_PORTS[names.WORKER],
     )
     worker.update(worker_probes(cluster, startup_seconds=WORKER_STARTUP_SECONDS))
     pod_spec = pods.pod_spec(
@@ -111,7 +114,8 @@ def build_workers_statefulset(cluster: ClusterSpec) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": names.labels(cluster.name, names.WORKER),
-                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster)},
+                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster),
+                                    **pods.scrape_annotations(cluster, names.WORKER)},
                 },
                 "spec": pod_spec,
             },

@@ -27,6 +27,7 @@ def test_scheduler_flags_point_at_the_workers_headless_service():
     assert container(deployment)["command"] == ["fastswitch"]
     assert container(deployment)["args"] == [
         "scheduler",
+        "--metrics-port=9401",
         "--listen=0.0.0.0:50052",
         "--workers=demo-workers.team-a.svc:50061",
         "--policy=fcfs",

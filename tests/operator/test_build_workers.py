@@ -33,6 +33,7 @@ def test_worker_flags_come_from_the_spec():
     assert worker_container(sts)["command"] == ["fastswitch"]
     assert worker_container(sts)["args"] == [
         "worker",
+        "--metrics-port=9402",
         "--worker-id=$(FASTSWITCH_POD_NAME)",
         "--advertise-address=$(FASTSWITCH_POD_NAME).demo-workers.team-a.svc:50061",
         "--mode=baseline",

@@ -12,6 +12,7 @@ Runs on one asyncio loop; nothing here is thread-safe and nothing needs to be.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 
@@ -20,16 +21,13 @@ import grpc
 from fastswitch.tenants import TenantRegistry, TenantState
 from fastswitch.v1 import common_pb2, control_pb2, worker_pb2
 from fastswitch_scheduler.config import SchedulerConfig
+from fastswitch_scheduler.counters import TenantCounters
 from fastswitch_scheduler.discovery import resolve_targets
 from fastswitch_scheduler.frontend_sessions import FRONTEND_GRACE_S, FrontendSession
 from fastswitch_scheduler.kv_lookup import KVLookup
-from fastswitch_scheduler.policy import (
-    PolicyParams,
-    WorkerPlan,
-    order_key,
-    plan_worker,
-    select_running,
-)
+from fastswitch_scheduler.placement import offers, room_of
+from fastswitch_scheduler.policy import PolicyParams, WorkerPlan, choose, order_key, plan_worker
+from fastswitch_scheduler.policy_vtc import KV_PRESSURE
 from fastswitch_scheduler.priority_trace import PriorityTrace
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
@@ -49,8 +47,14 @@ class SchedulerCore:
     def __init__(self, config: SchedulerConfig, tenants: TenantRegistry) -> None:
         self.config = config
         self.tenants = tenants
-        self.params = PolicyParams(config.policy, config.vtc_preempt_threshold,
-                                   config.max_running_per_worker, config.kv_headroom_tokens)
+        self.params = PolicyParams(
+            config.policy, vtc_preempt_threshold=config.vtc_preempt_threshold,
+            max_running=config.max_running_per_worker, kv_headroom_tokens=config.kv_headroom_tokens,
+            kv_admit_headroom_tokens=max(config.kv_admit_headroom_tokens, config.kv_headroom_tokens),
+            vtc_quantum=min(config.vtc_quantum, config.vtc_preempt_threshold),
+            vtc_finish_guard_tokens=config.vtc_finish_guard_tokens)
+        self.counters = TenantCounters(tenants, idle_grace_s=config.tenant_idle_grace_s)
+        self.backlogged: set[str] = set()  # tenants with a request waiting at the last tick
         self.trace = PriorityTrace(pattern=config.trace_pattern,
                                    update_probability=config.trace_update_probability,
                                    num_levels=config.trace_num_levels, seed=config.trace_seed)
@@ -63,6 +67,11 @@ class SchedulerCore:
         # request id -> (worker id, what the worker reported, when).
         self.unclaimed: dict[str, tuple[str, worker_pb2.HeldRequest, float]] = {}
         self.num_ticks = 0
+        # Preemptions this scheduler commanded, by reason (policy_vtc.FAIRNESS, KV_PRESSURE,
+        # policy.PRIORITY), counted in _apply: /metrics. The workers' own (KV exhausted
+        # between ticks) are in their swap stats. Two names, one tally.
+        self.preemption_counts: collections.Counter[str] = collections.Counter()
+        self.preemptions_by_reason = self.preemption_counts
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         # Orders schedulers contending for a worker's session (a rolling update): the newer wins.
@@ -192,7 +201,7 @@ class SchedulerCore:
             claimed_worker_id=submit.worker_id)
         if not self.requests.has_tenant(tenant.name):
             active = [self.tenants.tenants[name] for name in self.requests.tenant_names()]
-            self.tenants.lift(tenant, active)
+            self.counters.on_arrival(tenant, active)
         self.requests.add(request)
         unclaimed = self.unclaimed.pop(request.request_id, None)
         if unclaimed is not None:
@@ -211,34 +220,17 @@ class SchedulerCore:
             request.mark_phase(Phase.RUNNING if held.state in RUNNING_STATES else Phase.PREEMPTED)
         log.debug("request adopted", extra={"request_id": request.request_id, "worker": worker_id})
 
-    async def _route(self, request: ClusterRequest, load: dict[str, list[int]]) -> None:
-        """Mutates: sticky — a conversation's next turn goes where its KV is; else the least
-        loaded worker: one with a free slot first, then the fewest KV tokens for its capacity
-        (`load`: [requests, KV tokens] per routable worker, updated here). The owning frontend
-        is told where (at the tick's flush) and stages the request there."""
-        if request.claimed_worker_id or not load:
-            return  # routed by a later tick: once the claim is settled, or a worker is ready
-        holder = None
-        if request.conversation_id and self.kv_lookup is not None:
-            holder = await self.kv_lookup.worker_of(request.conversation_id)
-        # After the lookup, look again: the request may have finished meanwhile, and a worker
-        # lost during the lookup must not get it (its loss handling has run and would never
-        # move it again).
-        links = {link.worker_id: link for link in self.routable_links() if link.worker_id in load}
-        if request.phase is Phase.FINISHED or request.worker_id is not None or not links:
+    async def _look_up_holders(self, requests: list[ClusterRequest]) -> None:
+        """Mutates: each new conversation turn learns, once, which worker holds its KV (the
+        kvstore; none on error). Concurrent lookups: one slow answer delays the tick once."""
+        pending = [r for r in requests if r.conversation_id and not r.is_holder_looked_up]
+        for request in pending:
+            request.is_holder_looked_up = True
+        if not pending or self.kv_lookup is None:
             return
-        max_running = self.params.max_running
-
-        def fullness(link: WorkerLink) -> tuple[bool, float]:
-            num_requests, num_tokens = load[link.worker_id]
-            return num_requests >= max_running, num_tokens / max(1, link.capacity_tokens)
-
-        chosen = links.get(holder) or min(links.values(), key=fullness)
-        request.worker_id = chosen.worker_id
-        load[chosen.worker_id][0] += 1
-        load[chosen.worker_id][1] += request.num_tokens
-        if (session := self.frontends.get(request.frontend_id)) is not None:
-            session.place(request.request_id, chosen.worker_id)
+        holders = await asyncio.gather(*(self.kv_lookup.worker_of(r.conversation_id) for r in pending))
+        for request, holder in zip(pending, holders, strict=True):
+            request.kv_holder_id = holder
 
     def cancel(self, request: ClusterRequest, failure: Failure | None = None) -> None:
         """Mutates: the client went away or asked to stop; the worker frees the KV. With a
@@ -254,6 +246,8 @@ class SchedulerCore:
             return
         request.mark_phase(Phase.FINISHED)
         self.requests.remove(request)
+        if not self.requests.has_tenant(request.tenant.name):
+            self.counters.on_idle(request.tenant)
         self.trace.forget(request.trace_key)
         if failure is not None and (session := self.frontends.get(request.frontend_id)) is not None:
             session.end(request.request_id, failure.code, failure.message)
@@ -292,7 +286,7 @@ class SchedulerCore:
         self._publish_directory()
 
     def _on_event(self, link: WorkerLink, event: worker_pb2.StepEvent) -> None:
-        for outcome in read_step_event(event, link.worker_id, self.requests, self.tenants):
+        for outcome in read_step_event(event, link.worker_id, self.requests, self.counters):
             if isinstance(outcome, Finish) and outcome.failure is not None:
                 # Refused or failed there: the abort also clears an admit the worker holds for
                 # a stage it refused (they travel apart).
@@ -318,6 +312,7 @@ class SchedulerCore:
         request.worker_id = None
         request.unrouted_since_s = time.monotonic()  # the tick's deadline applies again
         request.is_admitted = False
+        request.host_tokens = 0  # recomputed where it goes: nothing on that host
         request.mark_phase(Phase.QUEUED)
 
     # ---- the tick -------------------------------------------------------------------------
@@ -331,16 +326,20 @@ class SchedulerCore:
 
     async def tick(self) -> None:
         """Mutates: settles what restarts left (claims, orphans, lost frontends), moves
-        requests off lost workers, fails the unroutable, routes the new, then on every worker
-        turns the policy's choice into one batch of admit / resume / preempt commands. One
-        pass over the requests."""
+        requests off lost workers, fails the unroutable, then on every worker turns the
+        policy's choice — among its own requests and the unplaced ones it may take
+        (placement.py) — into one batch of admit / resume / preempt commands. One pass over
+        the requests after the (once per request) kvstore lookups."""
         self.num_ticks += 1
+        await self._look_up_holders([r for r in self.requests.values() if r.worker_id is None])
         now_s = time.monotonic()
         self._expire_unclaimed(now_s)
         self._drop_lost_frontends(now_s)
         ready = {link.worker_id for link in self.ready_links()}
+        routable = {link.worker_id: link for link in self.routable_links()}
         by_worker: dict[str, list[ClusterRequest]] = {worker_id: [] for worker_id in ready}
-        unrouted: list[ClusterRequest] = []
+        pool: list[ClusterRequest] = []
+        backlogged: set[str] = set()  # tenants with a request waiting (queued or preempted)
         limit_s = self.config.unroutable_timeout_s
         for request in self.requests.values():
             if request.worker_id is not None and request.worker_id not in ready:
@@ -348,49 +347,98 @@ class SchedulerCore:
                 self.move_or_fail(request, f"worker {request.worker_id} is unavailable")
             if request.phase is Phase.FINISHED:
                 continue
+            if request.phase is not Phase.RUNNING:
+                backlogged.add(request.tenant.name)
             if request.worker_id is not None:
                 by_worker[request.worker_id].append(request)
+                continue
+            if routable:
+                # Waiting for room is not being unroutable: the deadline counts only while
+                # no worker takes requests at all.
+                request.unrouted_since_s = now_s
             elif now_s - request.unrouted_since_s > limit_s:
                 # Whether no worker ever connected, every one was lost, or the one it was
                 # moved to died before the move was noticed.
                 self.finish(request, Failure(grpc.StatusCode.UNAVAILABLE,
                                              f"no worker could take the request within {limit_s:g} s"))
-            else:
-                if request.claimed_worker_id and now_s - request.arrival_s > ADOPTION_GRACE_S:
-                    request.claimed_worker_id = ""  # no worker confirmed it: place it again
-                unrouted.append(request)
-        if unrouted:
-            routable = {link.worker_id for link in self.routable_links()}
-            load = {worker_id: [len(by_worker[worker_id]),
-                                sum(r.num_tokens for r in by_worker[worker_id])]
-                    for worker_id in routable}
-            for request in unrouted:
-                await self._route(request, load)
-                if request.worker_id in by_worker:
-                    by_worker[request.worker_id].append(request)
-            for session in self.frontends.values():
-                session.flush()
+                continue
+            if request.claimed_worker_id and now_s - request.arrival_s > ADOPTION_GRACE_S:
+                request.claimed_worker_id = ""  # no worker confirmed it: place it again
+            if not request.claimed_worker_id:  # else placed by a later tick, once settled
+                pool.append(request)
+        self.counters.cap_credit(backlogged - self.backlogged, backlogged & self.backlogged,
+                                 self.params.vtc_preempt_threshold)
+        self.backlogged = backlogged
+        pool = self._place_oversized(pool, routable)
         key = self._order_key()
-        for link in self.ready_links():
-            candidates = by_worker.get(link.worker_id, [])
+        headroom = self.params.kv_admit_headroom_tokens  # room to start a request in
+        rooms = {worker_id: room_of(worker_id, link.capacity_tokens, by_worker[worker_id], headroom)
+                 for worker_id, link in routable.items()}
+        order, offered = offers(pool, rooms, max_running=self.params.max_running,
+                                headroom_tokens=headroom, key=key)
+        order += [worker_id for worker_id in ready if worker_id not in rooms]  # draining
+        taken: set[str] = set()
+        for worker_id in order:
+            link = self._link_of(worker_id)
+            if link is None:
+                continue
+            extra = [r for r in offered.get(worker_id, ()) if r.request_id not in taken]
+            placed = self._decide(link, by_worker[worker_id], extra, key)
+            taken.update(r.request_id for r in placed)
+        for session in self.frontends.values():
+            session.flush()
+
+    def _place_oversized(self, pool: list[ClusterRequest],
+                         routable: dict[str, WorkerLink]) -> list[ClusterRequest]:
+        """Mutates: a request larger (prompt + max_tokens) than any worker's KV would never
+        find room: it is placed on the largest worker at once, which refuses it with the
+        reason (INVALID_ARGUMENT to the client). Returns the rest of the pool."""
+        largest = max(routable.values(), key=lambda link: link.capacity_tokens, default=None)
+        if largest is None or largest.capacity_tokens <= 0:
+            return pool
+        rest = []
+        for request in pool:
+            if request.num_prompt_tokens + request.max_tokens <= largest.capacity_tokens:
+                rest.append(request)
+                continue
+            request.worker_id = largest.worker_id
+            if (session := self.frontends.get(request.frontend_id)) is not None:
+                session.place(request.request_id, largest.worker_id)
+        return rest
+
+    def _decide(self, link: WorkerLink, candidates: list[ClusterRequest],
+                extra: list[ClusterRequest], key) -> list[ClusterRequest]:
+        """Mutates: runs the policy on one worker (its requests and the unplaced `extra` it
+        may take), places what it took from `extra` there and sends the plan. Returns the
+        requests it placed."""
+        if not extra:
             fits, all_run = self._fits_all(candidates, link.capacity_tokens)
             if fits and all_run:
-                continue  # nothing any policy would change
+                return []  # nothing any policy would change
             if fits:  # every request runs, whatever the order: no sort for the choice
                 plan = plan_worker(candidates, candidates)
                 chosen = sorted(candidates, key=key) if plan.to_resume else candidates
-            else:
-                chosen = select_running(candidates, key=key,
-                                        capacity_tokens=link.capacity_tokens, params=self.params)
-                plan = plan_worker(candidates, chosen)
-            self._apply(link, plan, chosen)
+                self._apply(link, plan, chosen, {})
+                return []
+        choice = choose(candidates + extra, key=key, capacity_tokens=link.capacity_tokens,
+                        params=self.params, prompt_cost=self.counters.prompt_cost)
+        extra_ids = {r.request_id for r in extra}
+        placed = [r for r in choice.chosen if r.request_id in extra_ids]
+        for request in placed:  # the owning frontend stages it there (at the tick's flush)
+            request.worker_id = link.worker_id
+            request.host_tokens = 0
+            if (session := self.frontends.get(request.frontend_id)) is not None:
+                session.place(request.request_id, link.worker_id)
+        plan = plan_worker(candidates + placed, choice.chosen)
+        self._apply(link, plan, choice.chosen, choice.preempt_reasons)
+        return placed
 
     def _fits_all(self, candidates: list[ClusterRequest], capacity_tokens: int) -> tuple[bool, bool]:
         """(every request of the worker fits at once, every one already runs). Below
         saturation both hold, or only new requests wait: the tick needs no policy order then."""
         if len(candidates) > self.params.max_running:
             return False, False
-        headroom = self.params.kv_headroom_tokens
+        headroom = self.params.kv_admit_headroom_tokens  # all of them fit as if each started now
         running = Phase.RUNNING
         need = 0
         all_run = True
@@ -431,8 +479,10 @@ class SchedulerCore:
         for frontend_id in gone:
             del self.frontend_lost_s[frontend_id]
 
-    def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest]) -> None:
-        """Mutates: sends the plan as one batch and records the phases it leads to."""
+    def _apply(self, link: WorkerLink, plan: WorkerPlan, chosen: list[ClusterRequest],
+               preempt_reasons: dict[str, str]) -> None:
+        """Mutates: sends the plan as one batch, charges admitted prompts, counts the
+        preemptions by reason and records the phases the plan leads to."""
         if not (plan.to_preempt or plan.to_resume or plan.to_admit):
             return
         batch = worker_pb2.CommandBatch(
@@ -441,11 +491,14 @@ class SchedulerCore:
             admit=[r.request_id for r in plan.to_admit])
         link.send(worker_pb2.SessionRequest(batch=batch))
         for request in plan.to_preempt:
+            self.preemptions_by_reason[preempt_reasons.get(request.request_id, KV_PRESSURE)] += 1
+        for request in plan.to_preempt:
             request.mark_phase(Phase.PREEMPTED)
         for request in plan.to_resume:
             request.mark_phase(Phase.RUNNING)
         for request in plan.to_admit:
             request.is_admitted = True
+            self.counters.charge_admission(request)  # before the quantum's starting point
             request.mark_phase(Phase.RUNNING)
         if plan.to_preempt or plan.to_resume:
             # The worker's own preemption (KV exhausted) follows the policy's order: rank.

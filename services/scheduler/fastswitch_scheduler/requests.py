@@ -47,7 +47,18 @@ class ClusterRequest:
     claimed_worker_id: str = ""
     phase: Phase = Phase.QUEUED
     is_admitted: bool = False  # the current worker knows this request
-    is_prompt_charged: bool = False
+    is_prompt_charged: bool = False  # charged when first admitted (counters.py)
+    is_reuse_refunded: bool = False  # the part of the prompt a turn reused was given back
+    # The conversation's KV holder (kvstore), looked up once when the request is first routed.
+    kv_holder_id: str | None = None
+    is_holder_looked_up: bool = False
+    # The tenant's counter when the request last started running (admit or resume): the
+    # quantum protects it from fairness preemption until the tenant was served that much more.
+    counter_at_start: float = 0.0
+    # Tokens whose KV the worker's host memory holds (estimated: the request's length when it
+    # was last swapped out; KV reuse keeps that copy valid across the swap-in). A swap-out then
+    # copies only num_tokens - host_tokens: the policy prefers cheap victims.
+    host_tokens: int = 0
     first_admit_s: float | None = None
     num_preemptions: int = 0
     preempted_since_s: float | None = None
@@ -61,6 +72,11 @@ class ClusterRequest:
     def num_remaining_tokens(self) -> int:
         return self.max_tokens - self.num_generated_tokens
 
+    @property
+    def switch_cost_tokens(self) -> int:
+        """Tokens a swap-out would copy now (what the host does not hold already)."""
+        return max(0, self.num_tokens - self.host_tokens)
+
     def kv_tokens_needed(self, headroom_tokens: int) -> int:
         """Estimate of the GPU KV this request occupies soon if it runs."""
         return self.num_tokens + min(self.num_remaining_tokens, headroom_tokens)
@@ -72,7 +88,8 @@ class ClusterRequest:
         return f"{self.tenant.name}/{self.client_request_id}"
 
     def mark_phase(self, phase: Phase) -> None:
-        """Mutates: phase change with preemption timing."""
+        """Mutates: phase change with preemption timing, the host-copy estimate and the
+        quantum's starting point."""
         now = time.monotonic()
         if phase is Phase.PREEMPTED and self.phase is not Phase.PREEMPTED:
             self.num_preemptions += 1
@@ -82,4 +99,8 @@ class ClusterRequest:
             self.preempted_since_s = None
         if phase is Phase.RUNNING and self.first_admit_s is None:
             self.first_admit_s = now
+        if phase is Phase.PREEMPTED and self.phase is Phase.RUNNING:
+            self.host_tokens = self.num_tokens  # what its swap-out leaves on the host
+        if phase is Phase.RUNNING and self.phase is not Phase.RUNNING:
+            self.counter_at_start = self.tenant.virtual_tokens
         self.phase = phase

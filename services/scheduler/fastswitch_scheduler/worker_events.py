@@ -1,5 +1,6 @@
 """Reads a worker's StepEvent against the request table: counts the tokens each request got
-(the tokens themselves went to its frontend), charges the tenants, records the state changes
+(the tokens themselves went to its frontend), charges the tenants (output tokens as reported,
+the reused part of a prompt given back: counters.py), records the state changes
 the worker made on its own, and returns what the scheduler must do next (finish a request, or
 move it elsewhere). It changes no table
 membership itself: the core applies the outcomes, so this module needs nothing from it."""
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from fastswitch.tenants import TenantRegistry
 from fastswitch.v1 import common_pb2, worker_pb2
+from fastswitch_scheduler.counters import TenantCounters
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
 
@@ -40,7 +41,7 @@ Outcome = Finish | Move
 
 
 def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: RequestTable,
-                    tenants: TenantRegistry) -> list[Outcome]:
+                    counters: TenantCounters) -> list[Outcome]:
     """Mutates the requests' progress and the tenants' counters. Returns at most one outcome
     per request, in event order."""
     outcomes: list[Outcome] = []
@@ -58,29 +59,28 @@ def read_step_event(event: worker_pb2.StepEvent, worker_id: str, requests: Reque
 
     # The hot loop (one entry per running request per message): counts first, each tenant
     # charged once per event.
-    served: dict[str, list] = {}  # tenant name -> [tenant, prompt tokens, generated tokens]
+    served: dict[str, list] = {}  # tenant name -> [tenant, generated tokens]
     for progress in event.progress:
         request = requests.get(progress.request_id)
         if request is None or request.worker_id != worker_id:
             continue  # finished or cancelled meanwhile, or moved elsewhere
-        num_prompt_tokens = 0
-        if not request.is_prompt_charged:  # the prompt once, without what a turn reused
-            request.is_prompt_charged = True
-            num_prompt_tokens = progress.num_prompt_tokens - progress.num_reused_prompt_tokens
+        if not request.is_reuse_refunded:
+            # The prompt was charged at admission (here only for a request adopted from a
+            # worker before this scheduler admitted it); what a turn reused costs nothing.
+            counters.charge_admission(request)
+            counters.refund_reused_prompt(request, progress.num_reused_prompt_tokens)
         request.num_generated_tokens += progress.num_new_tokens
         tally = served.get(request.tenant.name)
         if tally is None:
-            tally = served[request.tenant.name] = [request.tenant, 0, 0]
-        tally[1] += num_prompt_tokens
-        tally[2] += progress.num_new_tokens
+            tally = served[request.tenant.name] = [request.tenant, 0]
+        tally[1] += progress.num_new_tokens
         # A request the worker aborted on its own ends by its state change (a failure to
         # report, or a move), which may come later in the same coalesced event.
         if progress.finish_reason not in (common_pb2.FINISH_REASON_UNSPECIFIED,
                                           common_pb2.FINISH_REASON_ABORTED):
             decide(Finish(request))
-    for tenant, num_prompt_tokens, num_generated_tokens in served.values():
-        tenants.charge(tenant, num_prompt_tokens=num_prompt_tokens,
-                       num_generated_tokens=num_generated_tokens)
+    for tenant, num_generated_tokens in served.values():
+        counters.charge_output(tenant, num_generated_tokens)
     for change in event.state_changes:
         if (request := of_worker(change.request_id)) is None:
             continue

@@ -6,12 +6,13 @@ import grpc
 
 from fastswitch.tenants import TenantRegistry, TenantState
 from fastswitch.v1 import common_pb2, worker_pb2
+from fastswitch_scheduler.counters import TenantCounters
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Phase
 from fastswitch_scheduler.worker_events import Finish, Move, read_step_event
 
 
-def table_with(*specs: tuple[str, str]) -> tuple[RequestTable, TenantRegistry]:
+def table_with(*specs: tuple[str, str]) -> tuple[RequestTable, TenantCounters]:
     """Requests (request id, worker id) of tenant alice, running, with 3 prompt tokens."""
     tenants = TenantRegistry(tenants={"alice": TenantState("alice")})
     table = RequestTable()
@@ -20,7 +21,7 @@ def table_with(*specs: tuple[str, str]) -> tuple[RequestTable, TenantRegistry]:
             request_id=request_id, client_request_id=request_id, tenant=tenants.tenants["alice"],
             frontend_id="f0", num_prompt_tokens=3, max_tokens=4, worker_id=worker_id,
             phase=Phase.RUNNING))
-    return table, tenants
+    return table, TenantCounters(tenants)
 
 
 def progress(request_id: str, num_new_tokens: int, finish=common_pb2.FINISH_REASON_UNSPECIFIED,
@@ -38,7 +39,7 @@ def test_counts_charge_and_a_finished_request_is_returned_not_removed():
     assert outcomes[0].failure is None  # completed: its frontend has the last tokens
     assert table.get("r2") is not None  # the caller applies the outcome
     assert (table.get("r1").num_generated_tokens, table.get("r2").num_generated_tokens) == (1, 2)
-    alice = tenants.tenants["alice"]
+    alice = tenants.registry.tenants["alice"]
     assert (alice.num_served_prompt_tokens, alice.num_served_generated_tokens) == (6, 3)
 
 
@@ -46,7 +47,7 @@ def test_the_prompt_is_charged_once_without_the_reused_part():
     table, tenants = table_with(("r1", "w0"))
     read_step_event(worker_pb2.StepEvent(progress=[progress("r1", 1, num_reused=2)]), "w0", table, tenants)
     read_step_event(worker_pb2.StepEvent(progress=[progress("r1", 1, num_reused=2)]), "w0", table, tenants)
-    alice = tenants.tenants["alice"]
+    alice = tenants.registry.tenants["alice"]
     assert (alice.num_served_prompt_tokens, alice.num_served_generated_tokens) == (1, 2)
 
 

@@ -53,9 +53,11 @@ class EngineConfig:
         "a swap-in of at most this many blocks into a batch of at most "
         "--blocking-swap-in-max-batch requests is waited for instead of overlapped"))
     blocking_swap_in_max_batch: int = setting(2, help="see --blocking-swap-in-max-blocks")
-    # Intra-op threads for compute; default leaves one core per copy thread in async mode.
+    # Intra-op threads for compute; the default leaves one core for the copy threads, in both
+    # modes alike: comparisons between the modes (fastswitch up, bench) then differ only in
+    # how they switch, not in how many cores compute.
     num_compute_threads: int | None = setting(None, default_text=(
-        "every core, less one for the copy threads in fastswitch mode"), help=(
+        "every core less one (for the copy threads), in both modes"), help=(
         "torch intra-op threads for compute"))
 
     def __post_init__(self) -> None:
@@ -86,5 +88,4 @@ class EngineConfig:
     def compute_threads(self) -> int:
         if self.num_compute_threads is not None:
             return self.num_compute_threads
-        num_cores = os.cpu_count() or 1
-        return max(1, num_cores - 1) if self.is_fastswitch else num_cores
+        return max(1, (os.cpu_count() or 1) - 1)
