@@ -29,7 +29,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/bin/fastswitch-healthcheck
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOME=/tmp HF_HUB_OFFLINE=1
 USER 10001:10001
-EXPOSE 50051
+# gRPC, and the OpenAI-compatible HTTP API (--http-port's default)
+EXPOSE 50051 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/usr/local/bin/fastswitch-healthcheck", "50051"]
 ENTRYPOINT ["fastswitch"]

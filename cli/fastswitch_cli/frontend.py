@@ -30,4 +30,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # its port is taken, or its TLS files cannot be read
         logging.getLogger("fastswitch.frontend").error(str(exc))
         return 1
+    except ValueError as exc:  # the tenants file, or the checkpoint's chat template
+        logging.getLogger("fastswitch.frontend").error(str(exc))
+        return 2
     return 0

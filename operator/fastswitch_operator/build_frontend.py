@@ -1,6 +1,6 @@
-"""The frontends: the API clients call (fastswitch.v1.Scheduler), a Deployment of stateless
-replicas behind one Service, and, with spec.frontend.autoscaling, the HorizontalPodAutoscaler
-that sizes it.
+"""The frontends: the APIs clients call (fastswitch.v1.Scheduler over gRPC, and the
+OpenAI-compatible HTTP API), a Deployment of stateless replicas behind one Service, and, with
+spec.frontend.autoscaling, the HorizontalPodAutoscaler that sizes it.
 
 Each frontend authenticates tenants (the tenants file), tokenizes prompts (the model's
 tokenizer, from the ConfigMap and the model's claim), keeps one control session with the
@@ -38,6 +38,13 @@ from fastswitch_operator.spec import ClusterSpec
 FRONTEND_STARTUP_SECONDS = 120
 
 
+def http_port(cluster: ClusterSpec) -> pods.NamedPort:
+    """The OpenAI-compatible API's port, beside gRPC's: HTTPS when the frontends serve TLS
+    (spec.tls), as they do on gRPC. Probes stay on gRPC health: one process serves both."""
+    return pods.NamedPort(names.HTTP_PORT_NAME, names.FRONTEND_HTTP_PORT,
+                          "https" if cluster.tls is not None else "http")
+
+
 def frontend_args(cluster: ClusterSpec) -> list[str]:
     """`fastswitch frontend` flags (the model, for its tokenizer, comes from the ConfigMap).
 
@@ -46,7 +53,10 @@ def frontend_args(cluster: ClusterSpec) -> list[str]:
     """
     return [
         "frontend",
+        *pods.metrics_args(names.FRONTEND),
         f"--listen=0.0.0.0:{names.FRONTEND_PORT}",
+        # Explicit, though the default: the port the container, Service and policy open.
+        f"--http-port={names.FRONTEND_HTTP_PORT}",
         f"--scheduler-addr={names.scheduler_address(cluster.name, cluster.namespace)}",
         f"--frontend-name=$({pods.POD_NAME_ENV})",
         *tenants_args(cluster),
@@ -70,6 +80,8 @@ def build_frontend_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         env=[pods.pod_name_env(), *transport_env(cluster, names.FRONTEND)],
         env_from=config_env_from(cluster),
         mounts=mounts,
+        extra_ports=[http_port(cluster)],
+        metrics_port=names.METRICS_PORTS[names.FRONTEND],
     )
     container.update(service_probes(cluster, names.FRONTEND_PORT,
                                     startup_seconds=FRONTEND_STARTUP_SECONDS))
@@ -78,7 +90,8 @@ def build_frontend_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         "template": {
             "metadata": {
                 "labels": names.labels(cluster.name, names.FRONTEND),
-                "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster)},
+                "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum(cluster),
+                                **pods.scrape_annotations(cluster, names.FRONTEND)},
             },
             "spec": pods.pod_spec(cluster, frontend.placement, [container], volumes=volumes),
         },
@@ -94,9 +107,11 @@ def build_frontend_deployment(cluster: ClusterSpec) -> dict[str, Any]:
 
 
 def build_frontend_service(cluster: ClusterSpec) -> dict[str, Any]:
-    """The Service clients call (spec.frontend.serviceType: LoadBalancer for callers outside)."""
+    """The Service clients call, gRPC and HTTP (spec.frontend.serviceType: LoadBalancer for
+    callers outside)."""
     return pods.service(cluster, names.frontend_name(cluster.name), names.FRONTEND,
-                        names.FRONTEND_PORT, service_type=cluster.frontend.service_type)
+                        names.FRONTEND_PORT, extra_ports=[http_port(cluster)],
+                        service_type=cluster.frontend.service_type)
 
 
 def build_frontend_autoscaler(cluster: ClusterSpec) -> dict[str, Any] | None:

@@ -50,11 +50,13 @@ def build_kvstore_deployment(cluster: ClusterSpec) -> dict[str, Any]:
         name=names.KVSTORE,
         image=cluster.images.kvstore,
         command=["fastswitch"],
-        args=["kvstore", f"--log-level={cluster.log_level}", *transport_args(cluster)],
+        args=["kvstore", *pods.metrics_args(names.KVSTORE), f"--log-level={cluster.log_level}",
+              *transport_args(cluster)],
         port=names.KVSTORE_PORT,
         resources=cluster.kvstore.placement.resources,
         env=[*transport_env(cluster, names.KVSTORE), *redis_url_env(cluster)],
         mounts=mounts,
+        metrics_port=names.METRICS_PORTS[names.KVSTORE],
     )
     container.update(service_probes(cluster, names.KVSTORE_PORT, startup_seconds=120))
     return {
@@ -65,12 +67,18 @@ def build_kvstore_deployment(cluster: ClusterSpec) -> dict[str, Any]:
             "replicas": 1,
             "selector": {"matchLabels": names.selector_labels(cluster.name, names.KVSTORE)},
             "template": {
-                "metadata": {"labels": names.labels(cluster.name, names.KVSTORE)},
+                "metadata": {"labels": names.labels(cluster.name, names.KVSTORE),
+                             **_annotations(pods.scrape_annotations(cluster, names.KVSTORE))},
                 "spec": pods.pod_spec(cluster, cluster.kvstore.placement, [container],
                                       volumes=volumes),
             },
         },
     }
+
+
+def _annotations(annotations: dict[str, str]) -> dict[str, Any]:
+    """A pod template's `annotations` entry, left out when there are none."""
+    return {"annotations": annotations} if annotations else {}
 
 
 def build_kvstore_service(cluster: ClusterSpec) -> dict[str, Any]:

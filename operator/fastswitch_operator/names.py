@@ -32,6 +32,14 @@ SCHEDULER_PORT = 50052
 WORKER_PORT = 50061
 KVSTORE_PORT = 50071
 REDIS_PORT = 6379
+# The frontends' OpenAI-compatible HTTP API (`fastswitch frontend --http-port`), beside their
+# gRPC port: a container and Service port named "http" (HTTPS with spec.tls, as gRPC is TLS).
+FRONTEND_HTTP_PORT = 8000
+HTTP_PORT_NAME = "http"
+# Prometheus /metrics of each service (`--metrics-port`), on a container port named "metrics".
+METRICS_PORT_NAME = "metrics"
+METRICS_PATH = "/metrics"
+METRICS_PORTS = {FRONTEND: 9400, SCHEDULER: 9401, WORKER: 9402, KVSTORE: 9403}
 
 # Service names are DNS labels (63 characters) and a StatefulSet's name must leave room for the
 # revision hash its pods carry in a label (52 characters): "-workers", "-frontend" and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastswitch_operator import names
@@ -23,12 +23,14 @@ from fastswitch_operator.spec_fields import (
     parse_secret_key,
 )
 from fastswitch_operator.spec_frontend import SERVICE_TYPES, FrontendSpec, parse_frontend
+from fastswitch_operator.spec_monitoring import MonitoringSpec, parse_monitoring
 from fastswitch_operator.spec_security import (
     NetworkPolicySpec,
     TLSSpec,
     parse_network_policy,
     parse_tls,
 )
+from fastswitch_operator.spec_settings import SCHEDULER_SETTINGS, WORKER_SETTINGS, parse_settings
 
 POLICIES = ("vtc", "fcfs", "priority", "trace")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -66,6 +68,8 @@ class WorkersSpec:
     mode: str
     drain_timeout_seconds: int
     placement: Placement
+    # spec.workers.settings: every other worker setting, camelCase -> value (spec_settings.py)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class SchedulerSpec:
     max_queued_per_tenant: int
     unroutable_timeout_seconds: float
     placement: Placement
+    # spec.scheduler.settings: every other scheduler setting, camelCase -> value
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class ClusterSpec:
     images: Images
     tls: TLSSpec | None
     network_policy: NetworkPolicySpec
+    monitoring: MonitoringSpec
 
 
 def _model(spec: FieldReader) -> ModelSpec:
@@ -145,7 +152,8 @@ def _model(spec: FieldReader) -> ModelSpec:
 
 def _workers(spec: FieldReader) -> WorkersSpec:
     known = ("replicas", "gpus", "gpuResourceName", "blockSize", "kvMemoryFraction", "mode",
-             "hostSwapBytes", "drainTimeoutSeconds", "resources", "nodeSelector", "tolerations")
+             "hostSwapBytes", "drainTimeoutSeconds", "resources", "nodeSelector", "tolerations",
+             "settings")
     workers = spec.sub("workers", known)
     swap = workers.data.get("hostSwapBytes", "8Gi")
     swap_bytes = parse_bytes(swap)
@@ -172,13 +180,14 @@ def _workers(spec: FieldReader) -> WorkersSpec:
         mode=workers.get("mode", "string", "fastswitch", choices=MODES),
         drain_timeout_seconds=workers.get("drainTimeoutSeconds", "integer", 120, low=0, high=3600),
         placement=placement,
+        settings=parse_settings(workers, WORKER_SETTINGS),
     )
 
 
 def _scheduler(spec: FieldReader) -> SchedulerSpec:
     known = ("replicas", "policy", "tickMs", "vtc", "trace", "tenantsSecret", "serviceType",
              "maxQueuedRequests", "maxQueuedPerTenant", "unroutableTimeoutSeconds",
-             "resources", "nodeSelector", "tolerations")
+             "resources", "nodeSelector", "tolerations", "settings")
     scheduler = spec.sub("scheduler", known)
     policy = scheduler.get("policy", "string", "vtc", choices=POLICIES)
     params: dict[str, Any] = {}
@@ -216,6 +225,7 @@ def _scheduler(spec: FieldReader) -> SchedulerSpec:
                                             low=1, high=1_000_000),
         unroutable_timeout_seconds=float(unroutable_s),
         placement=parse_placement(scheduler),
+        settings=parse_settings(scheduler, SCHEDULER_SETTINGS),
     )
 
 
@@ -263,7 +273,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
         )
     reader = FieldReader(spec, "spec", problems,
                          ("logLevel", "model", "workers", "frontend", "scheduler", "kvstore",
-                          "images", "tls", "networkPolicy"))
+                          "images", "tls", "networkPolicy", "monitoring"))
     cluster = ClusterSpec(
         name=name,
         namespace=namespace,
@@ -276,6 +286,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any], default_image
         images=_images(reader, default_images),
         tls=parse_tls(reader),
         network_policy=parse_network_policy(reader),
+        monitoring=parse_monitoring(reader),
     )
     if problems:
         raise InvalidSpecError(problems)

@@ -22,6 +22,7 @@ from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.server import KVStoreServer
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_scheduler.server import SchedulerServer
+from fastswitch_stack.process_stack import free_port
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.service.config import WorkerConfig
 from fastswitch_worker.service.server import WorkerServer
@@ -44,6 +45,12 @@ class LocalStack:
         """The client API (the frontend's)."""
         return self.frontend.address
 
+    @property
+    def http_url(self) -> str:
+        """The frontend's OpenAI-compatible API, `http://127.0.0.1:PORT/v1`."""
+        assert self.frontend.http_url is not None
+        return self.frontend.http_url
+
     async def until_scheduler_idle(self, timeout_s: float = 10.0) -> None:
         """Wait until the scheduler holds no request: it has heard every finish, so its
         counters include every token served (workers report counts coalesced over
@@ -62,6 +69,14 @@ class LocalStack:
         await asyncio.wait_for(_all_connected(self.scheduler, self.frontend, len(self.workers)),
                                READY_TIMEOUT_S)
         return self.scheduler
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Each service's /metrics URL: "kvstore", "worker-<i>", "scheduler", "frontend"."""
+        servers = {"kvstore": self.kvstore, "scheduler": self.scheduler, "frontend": self.frontend,
+                   **{f"worker-{i}": worker for i, worker in enumerate(self.workers)}}
+        return {name: server.metrics_server.url for name, server in servers.items()
+                if server.metrics_server is not None}
 
     @property
     def kvstore_address(self) -> str:
@@ -86,8 +101,10 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
     token, merged into `scheduler.security` (which may carry TLS settings for every service).
     """
     security = replace(scheduler.security, cluster_token=secrets.token_urlsafe(32))
+    # Every service serves /metrics on a port of its own (free now; a race with another
+    # process only costs that service its metrics, see metrics_http).
     kvstore_config = KVStoreConfig(listen="127.0.0.1:0", redis_url=redis_url,
-                                   security=security)
+                                   metrics_port=free_port(), security=security)
     kvstore = KVStoreServer(kvstore_config)
     kv_port = await kvstore.start()
     kv_address = f"127.0.0.1:{kv_port}"
@@ -101,7 +118,7 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
                 worker = WorkerServer(WorkerConfig(
                     engine=engine, listen="127.0.0.1:0", worker_id=f"worker-{index}",
                     kvstore_addr=kv_address, drain_timeout_s=worker_drain_timeout_s,
-                    security=security))
+                    metrics_port=free_port(), security=security))
                 workers.append(worker)
                 await worker.start()
             tenants_file = ""
@@ -110,13 +127,15 @@ async def local_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, num_w
                 Path(tenants_file).write_text(json.dumps(tenants))
             scheduler_server = SchedulerServer(replace(
                 scheduler, workers=tuple(w.address for w in workers), kvstore_addr=kv_address,
-                tenants_file=tenants_file or scheduler.tenants_file, security=security))
+                tenants_file=tenants_file or scheduler.tenants_file, metrics_port=free_port(),
+                security=security))
             await scheduler_server.start()
             frontend = FrontendServer(FrontendConfig(
                 listen="127.0.0.1:0", scheduler_addr=scheduler_server.address,
                 frontend_name="frontend-0", model=engine.model,
                 tenants_file=tenants_file or scheduler.tenants_file,
-                allow_anonymous_admin=scheduler.allow_anonymous_admin, security=security))
+                allow_anonymous_admin=scheduler.allow_anonymous_admin, metrics_port=free_port(),
+                security=security), is_http_port_ephemeral=True)
             await frontend.start()
             await asyncio.wait_for(_all_connected(scheduler_server, frontend, num_workers),
                                    READY_TIMEOUT_S)

@@ -52,6 +52,14 @@ class ProcessStack:
     log_dir: Path
     cluster_token: str  # the credential workers and the kvstore ask of their callers
     pids: dict[str, int]  # service name ("kvstore", "worker-0", "scheduler", "frontend-0") -> pid
+    metrics_urls: dict[str, str]  # service name -> its Prometheus /metrics URL
+    # Each frontend's OpenAI-compatible API (`http[s]://127.0.0.1:PORT/v1`); () when it is off.
+    http_urls: tuple[str, ...] = ()
+
+    @property
+    def http_url(self) -> str | None:
+        """The first frontend's OpenAI-compatible API."""
+        return self.http_urls[0] if self.http_urls else None
 
 
 def free_port() -> int:
@@ -74,12 +82,15 @@ def service_command(service: str, config: ServiceConfig) -> tuple[list[str], dic
 @contextlib.contextmanager
 def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: Path,
                   num_workers: int = 1, port: int | None = None, num_frontends: int = 1,
+                  http_port: int | None = None,
                   redis_url: str | None = None, tenants: dict | None = None,
                   log_level: str = "info",
-                  security: transport.TransportSecurity | None = None) -> Iterator[ProcessStack]:
+                  security: transport.TransportSecurity | None = None,
+                  worker: WorkerConfig | None = None) -> Iterator[ProcessStack]:
     """Start kvstore, workers, scheduler and frontends; yield once every frontend is SERVING
-    (the first one on `port`, the client API); on exit stop them in reverse order (SIGTERM:
-    workers drain), killing what does not stop.
+    (the first one on `port`, the client API; frontend i serves the HTTP API on `http_port` + i,
+    on free ports when `http_port` is None, not at all when it is 0); on exit stop them in
+    reverse order (SIGTERM: workers drain), killing what does not stop.
 
     `scheduler`'s addresses (listen, workers, kvstore) are filled in here, and the tenants
     file (the scheduler's and the frontends') when `tenants` (the file's content) is given. The services share a cluster token
@@ -87,10 +98,14 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
     calls between them. Raises ValueError for settings a service would refuse."""
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[tuple[str, subprocess.Popen]] = []
+    metrics_ports: dict[str, int] = {}  # service name -> its /metrics port
     security = security or transport.TransportSecurity()
     security = replace(security, cluster_token=security.cluster_token or secrets.token_urlsafe(32))
 
     def start(name: str, service: str, config: ServiceConfig) -> None:
+        # Every service serves /metrics on a free port of its own.
+        config = replace(config, metrics_port=free_port())
+        metrics_ports[name] = config.metrics_port
         command, environment = service_command(service, config)
         log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         processes.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -102,8 +117,9 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
                                                   log_level=log_level, security=security))
         worker_addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(num_workers))
         for index, address in enumerate(worker_addresses):
-            start(f"worker-{index}", "worker", WorkerConfig(
-                engine=engine, listen=address, worker_id=f"worker-{index}",
+            # `worker`: the workers' own settings (simulation, progress interval...), if any.
+            start(f"worker-{index}", "worker", replace(
+                worker or WorkerConfig(), engine=engine, listen=address, worker_id=f"worker-{index}",
                 kvstore_addr=kvstore_address, log_level=log_level, security=security))
         tenants_file = scheduler.tenants_file
         if tenants is not None:
@@ -119,8 +135,11 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
             security=security))
         frontend_addresses = tuple(f"127.0.0.1:{(port if i == 0 and port else free_port())}"
                                    for i in range(num_frontends))
+        http_ports = tuple(free_port() if http_port is None else http_port and http_port + i
+                           for i in range(num_frontends))
         for index, address in enumerate(frontend_addresses):
             start(f"frontend-{index}", "frontend", FrontendConfig(
+                http_port=http_ports[index],
                 listen=address, scheduler_addr=scheduler_address, frontend_name=f"frontend-{index}",
                 model=engine.model, tenants_file=tenants_file,
                 allow_anonymous_admin=scheduler.allow_anonymous_admin, log_level=log_level,
@@ -130,7 +149,11 @@ def process_stack(*, engine: EngineConfig, scheduler: SchedulerConfig, log_dir: 
             wait_serving(f"frontend-{index}", address, processes, log_dir, security)
         yield ProcessStack(frontend_addresses[0], frontend_addresses, scheduler_address,
                            kvstore_address, worker_addresses, log_dir, security.cluster_token,
-                           {name: process.pid for name, process in processes})
+                           {name: process.pid for name, process in processes},
+                           {name: f"http://127.0.0.1:{port}/metrics"
+                            for name, port in metrics_ports.items()},
+                           tuple(f"{'https' if security.serves_tls else 'http'}://127.0.0.1:{p}/v1"
+                                 for p in http_ports if p))
     finally:
         for _, process in reversed(processes):
             if process.poll() is None:

@@ -289,6 +289,9 @@ def test_notes_tell_the_user_what_to_do_next(chart):
     assert "port-forward svc/demo-frontend 50051:50051" in default
     assert "demo-frontend.fastswitch-system.svc:50051" in default
     assert "svc/demo-scheduler" not in default
+    # The OpenAI-compatible API, on the frontends' Service too.
+    assert "port-forward svc/demo-frontend 8000:8000" in default
+    assert "base URL http://127.0.0.1:8000/v1" in default
     example = notes({"exampleCluster": {"enabled": True, "name": "smoke"}}, namespace="ml")
     assert "kubectl -n ml get fsc smoke -w" in example
     # Clusters go where the operator looks for them.

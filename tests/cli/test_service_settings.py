@@ -58,7 +58,7 @@ def samples(tls_files) -> dict[str, object]:
             engine=engine, listen="127.0.0.1:7001", worker_id="w-7",
             advertise_address="w-7.workers:50061", kvstore_addr="127.0.0.1:7002",
             drain_timeout_s=2.5, liveness_timeout_s=60.0, progress_interval_ms=5.0,
-            security=security, log_level="debug",
+            metrics_port=7102, security=security, log_level="debug",
             simulate=True, simulation=SimulatedEngineConfig(
                 simulated_step_ms=5.0, simulated_kv_tokens=4096, simulated_host_kv_tokens=8192,
                 simulated_kv_bytes_per_token=1024, simulated_copy_gb_per_s=10.0,
@@ -68,17 +68,21 @@ def samples(tls_files) -> dict[str, object]:
             discovery_interval_s=1.5, kvstore_addr="127.0.0.1:7002", policy="trace", tick_ms=7.5, tenants_file="/etc/tenants.json", vtc_input_weight=0.5,
             vtc_output_weight=3.0, vtc_preempt_threshold=10.0, trace_pattern="random",
             trace_update_probability=0.5, trace_num_levels=3, trace_seed=9,
-            max_running_per_worker=4, kv_headroom_tokens=8, max_queued_requests=100,
+            vtc_quantum=5.0, vtc_finish_guard_tokens=2, tenant_idle_grace_s=0.5,
+            max_running_per_worker=4, kv_headroom_tokens=8, kv_admit_headroom_tokens=16,
+            max_queued_requests=100,
             max_queued_per_tenant=10, unroutable_timeout_s=3.0, allow_anonymous_admin=True,
-            security=security, log_level="warning"),
+            metrics_port=7101, security=security, log_level="warning"),
         "frontend": FrontendConfig(
             listen="127.0.0.1:7004", scheduler_addr="scheduler.ns.svc:50052",
             frontend_name="frontend-7", model="llama3-8b", tenants_file="/etc/tenants.json",
-            allow_anonymous_admin=True, security=security, log_level="error"),
+            allow_anonymous_admin=True, http_port=7180, served_model_name="llama-3-8b",
+            metrics_port=7100, security=security, log_level="error"),
         "kvstore": KVStoreConfig(
             listen="127.0.0.1:7003", redis_url="redis://:s3cret@cache:6379/1",
             key_prefix="cluster-b", log_level="error", shutdown_grace_s=1.5,
-            health_check_interval_s=0.5, redis_timeout_s=0.25, security=security),
+            health_check_interval_s=0.5, redis_timeout_s=0.25, metrics_port=7103,
+            security=security),
     }
 
 

@@ -76,6 +76,8 @@ def test_the_frontends_call_the_scheduler_where_it_listens():
     frontend, scheduler = parsed_specs["frontend"], parsed_specs["scheduler"]
     assert scheduler["listen"] == f"0.0.0.0:{names.SCHEDULER_PORT}"
     assert frontend["listen"] == f"0.0.0.0:{names.FRONTEND_PORT}"
+    # The OpenAI-compatible API on the port the container, Service and policy open.
+    assert frontend["http_port"] == names.FRONTEND_HTTP_PORT
     assert frontend["scheduler_addr"] == f"demo-scheduler.ns.svc:{names.SCHEDULER_PORT}"
     # The kubelet expands the pod's name from the downward API variable.
     assert frontend["frontend_name"] == "$(FASTSWITCH_POD_NAME)"

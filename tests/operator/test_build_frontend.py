@@ -45,12 +45,23 @@ def test_frontends_serve_clients_and_call_the_scheduler_service():
     assert container(deployment)["command"] == ["fastswitch"]
     assert container(deployment)["args"] == [
         "frontend",
+        "--metrics-port=9400",
         "--listen=0.0.0.0:50051",
+        "--http-port=8000",
         "--scheduler-addr=demo-scheduler.team-a.svc:50052",
         "--frontend-name=$(FASTSWITCH_POD_NAME)",
     ]
     assert container(deployment)["ports"] == [
-        {"name": "grpc", "containerPort": 50051, "protocol": "TCP"}]
+        {"name": "grpc", "containerPort": 50051, "protocol": "TCP"},
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+
+
+def test_the_openai_api_listens_on_the_port_the_container_names_http():
+    deployment = build_frontend_deployment(cluster())
+    assert f"--http-port={names.FRONTEND_HTTP_PORT}" in container(deployment)["args"]
+    ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
+    assert ports[names.HTTP_PORT_NAME] == names.FRONTEND_HTTP_PORT == 8000
 
 
 def test_each_frontend_is_named_after_its_pod():
@@ -159,8 +170,23 @@ def test_the_service_clients_call_is_the_frontends(frontend, service_type):
     assert service["metadata"]["name"] == "demo-frontend"
     assert service["spec"]["type"] == service_type
     assert service["spec"]["selector"] == names.selector_labels("demo", names.FRONTEND)
-    assert service["spec"]["ports"] == [{"name": "grpc", "port": 50051, "targetPort": "grpc",
-                                         "protocol": "TCP", "appProtocol": "grpc"}]
+    assert service["spec"]["ports"] == [
+        {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP",
+         "appProtocol": "grpc"},
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP",
+         "appProtocol": "http"}]
+
+
+def test_every_service_port_targets_a_port_the_frontends_serve():
+    served = {p["name"] for p in container(build_frontend_deployment(cluster()))["ports"]}
+    targets = {p["targetPort"] for p in build_frontend_service(cluster())["spec"]["ports"]}
+    assert targets == {"grpc", "http"}
+    assert targets <= served
+
+
+def test_with_tls_the_openai_api_is_https():
+    (_, http) = build_frontend_service(cluster_with_tls(mutual=False))["spec"]["ports"]
+    assert (http["name"], http["port"], http["appProtocol"]) == ("http", 8000, "https")
 
 
 def test_the_old_scheduler_service_type_now_types_the_frontends_service():

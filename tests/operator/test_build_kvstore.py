@@ -35,7 +35,7 @@ TOKEN_REF = {"secretKeyRef": {"name": "demo-cluster-token", "key": "token"}}
 
 def test_kvstore_uses_the_managed_redis_with_its_password_by_default():
     kvstore = container(build_kvstore_deployment(cluster()))
-    assert kvstore["args"] == ["kvstore", "--log-level=info"]
+    assert kvstore["args"] == ["kvstore", "--metrics-port=9403", "--log-level=info"]
     names_in_order = [env["name"] for env in kvstore["env"]]
     # The kubelet expands $(REDIS_PASSWORD) only when it is defined before REDIS_URL.
     assert names_in_order.index("REDIS_PASSWORD") < names_in_order.index("REDIS_URL")

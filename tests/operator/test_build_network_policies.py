@@ -77,6 +77,7 @@ def test_internal_ports_admit_only_the_clusters_own_callers(callee):
 def test_clients_reach_the_frontends_and_no_one_else():
     everyone = policies()
     assert admits(everyone[names.FRONTEND], {"app": "a-client"}, names.FRONTEND_PORT)
+    assert admits(everyone[names.FRONTEND], {"app": "a-client"}, names.FRONTEND_HTTP_PORT)
     assert not admits(everyone[names.FRONTEND], {"app": "a-client"}, 8080)
     for component in CALLERS:
         assert not admits(everyone[component], {"app": "a-client"}, PORTS[component]), component
@@ -86,11 +87,20 @@ def test_clients_reach_the_frontends_and_no_one_else():
 def test_frontend_ingress_is_what_the_spec_lists(key):
     # schedulerIngress is its old name, from when clients called the scheduler.
     policy = build_frontend_network_policy(cluster(networkPolicy={key: PEERS}))
-    (rule,) = policy["spec"]["ingress"]
+    rule, _ = policy["spec"]["ingress"]  # the clients' port, then the metrics port
     assert rule["from"] == PEERS
-    assert rule["ports"] == [{"protocol": "TCP", "port": names.FRONTEND_PORT}]
-    assert admits(policy, {"app": "gateway"}, names.FRONTEND_PORT)
-    assert not admits(policy, {"app": "a-client"}, names.FRONTEND_PORT)
+    # gRPC and the OpenAI-compatible HTTP API admit the same peers.
+    assert rule["ports"] == [{"protocol": "TCP", "port": names.FRONTEND_PORT},
+                             {"protocol": "TCP", "port": names.FRONTEND_HTTP_PORT}]
+    for port in (names.FRONTEND_PORT, names.FRONTEND_HTTP_PORT):
+        assert admits(policy, {"app": "gateway"}, port)
+        assert not admits(policy, {"app": "a-client"}, port)
+
+
+def test_only_the_frontends_open_the_http_port():
+    for component, policy in policies().items():
+        opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert (names.FRONTEND_HTTP_PORT in opened) is (component == names.FRONTEND), component
 
 
 def test_narrowing_the_frontends_leaves_the_scheduler_to_them():

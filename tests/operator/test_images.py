@@ -58,6 +58,12 @@ def test_the_services_listen_by_default_where_the_images_and_pods_expect_them():
     assert FrontendConfig().scheduler_addr.endswith(f":{names.SCHEDULER_PORT}")
 
 
+def test_the_frontend_image_exposes_the_openai_api_where_it_listens_by_default():
+    assert re.search(rf"^EXPOSE {names.FRONTEND_PORT} {names.FRONTEND_HTTP_PORT}$",
+                     dockerfile("frontend"), re.MULTILINE)
+    assert FrontendConfig().http_port == names.FRONTEND_HTTP_PORT
+
+
 def test_the_frontend_image_has_no_torch():
     extra = PYPROJECT["project"]["optional-dependencies"]["frontend"]
     assert not [dependency for dependency in extra if dependency.startswith("torch")]

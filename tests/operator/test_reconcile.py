@@ -322,7 +322,7 @@ async def test_frontend_ingress_can_be_narrowed_and_opened_again(api_server, nam
                                                                  edit_cluster, reconcile_now):
     def frontend_rule():
         policy = api_server.live("networking.k8s.io/v1/networkpolicies", namespace, "demo-frontend")
-        (rule,) = policy["spec"]["ingress"]
+        rule, _ = policy["spec"]["ingress"]  # the clients' port, then the metrics port
         return rule
 
     await create_cluster({"model": {"preset": "tiny"}})
@@ -335,6 +335,38 @@ async def test_frontend_ingress_can_be_narrowed_and_opened_again(api_server, nam
     await edit_cluster({"spec": {"networkPolicy": {"frontendIngress": None}}})
     await reconcile_now()
     assert "from" not in frontend_rule()
+
+
+async def test_a_frontend_service_without_the_http_port_gains_it(
+        api_server, namespace, create_cluster, reconcile_now):
+    """A Service and policy an operator from before the OpenAI-compatible API made (gRPC only)
+    open the HTTP port at the next reconcile."""
+    await create_cluster({"model": {"preset": "tiny"}})
+    await reconcile_now()
+    grpc_only = {"spec": {"ports": [{"name": "grpc", "port": names.FRONTEND_PORT,
+                                     "targetPort": "grpc", "protocol": "TCP",
+                                     "appProtocol": "grpc"}]}}
+    async with api_server.patch(f"/api/v1/namespaces/{namespace}/services/demo-frontend",
+                                json=grpc_only):
+        pass
+    policy_path = (f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/"
+                   "demo-frontend")
+    async with api_server.patch(policy_path, json={"spec": {"ingress": [
+            {"ports": [{"protocol": "TCP", "port": names.FRONTEND_PORT}]}]}}):
+        pass
+    synced = await reconcile_now()
+    assert synced.outcome.actions["Service/demo-frontend"] == "patched"
+    assert synced.outcome.actions["NetworkPolicy/demo-frontend"] == "patched"
+    service = api_server.live("v1/services", namespace, "demo-frontend")
+    assert {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        ("grpc", names.FRONTEND_PORT, "grpc"), ("http", names.FRONTEND_HTTP_PORT, "http")}
+    policy = api_server.live("networking.k8s.io/v1/networkpolicies", namespace, "demo-frontend")
+    rule, _ = policy["spec"]["ingress"]  # the clients' ports, then the metrics port
+    assert {p["port"] for p in rule["ports"]} == {names.FRONTEND_PORT, names.FRONTEND_HTTP_PORT}
+    frontend = api_server.live(FRONTENDS[0], namespace, FRONTENDS[1])
+    (container,) = frontend["spec"]["template"]["spec"]["containers"]
+    assert {"name": "http", "containerPort": names.FRONTEND_HTTP_PORT,
+            "protocol": "TCP"} in container["ports"]
 
 
 def frontend_replicas(api_server, namespace):

@@ -7,9 +7,13 @@ import socket
 from dataclasses import dataclass, field
 
 from fastswitch import logs, transport
+from fastswitch.metrics_http import check_metrics_port, metrics_port_setting
 from fastswitch.settings import setting
 
 DEFAULT_PORT = 50051
+DEFAULT_HTTP_PORT = 8000
+# Prometheus /metrics: 9400 frontend, 9401 scheduler, 9402 worker, 9403 kvstore (docs/metrics.md).
+DEFAULT_METRICS_PORT = 9400
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,20 @@ class FrontendConfig:
         "scheduler's file; without it every caller is the anonymous tenant"))
     allow_anonymous_admin: bool = setting(False, help=(
         "without a tenants file, let every caller make admin calls"))
+    http_port: int = setting(DEFAULT_HTTP_PORT, metavar="PORT", help=(
+        "port of the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, "
+        "/v1/models, /health), on the host the gRPC API listens on; 0 = off"))
+    served_model_name: str = setting("", metavar="NAME", help=(
+        "the model name the HTTP API serves and expects in requests (default: --model as given)"))
+    metrics_port: int = metrics_port_setting(DEFAULT_METRICS_PORT)
     security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = logs.level_setting()
 
     def __post_init__(self) -> None:
+        check_metrics_port(self.metrics_port)
         if not self.frontend_name:
             raise ValueError("frontend_name must not be empty")
         if not self.scheduler_addr:
             raise ValueError("scheduler_addr must not be empty")
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be in [0, 65535] (0 = off), got {self.http_port}")

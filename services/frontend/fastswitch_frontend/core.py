@@ -1,11 +1,12 @@
 """FrontendCore: this frontend's requests, its session with the scheduler and its streams from
 the workers.
 
-A request's life: the servicer validates and tokenizes it; the core submits its counts to the
-scheduler; the scheduler places it on a worker; the core stages its data there (over that
-worker's stream); the worker runs it once the scheduler admits it and streams its tokens
-here, where they are detokenized for the client. The scheduler ends a request only to fail it
-(RequestEnd); a worker's last output ends it normally.
+A request's life: either API (the gRPC servicer, the HTTP API) validates and tokenizes it
+(generation.py); the core submits its counts to the scheduler; the scheduler places it on a
+worker; the core stages its data there (over that worker's stream); the worker runs it once the
+scheduler admits it and streams its tokens here, where they are detokenized for the client.
+The scheduler ends a request only to fail it (RequestEnd); a worker's last output ends it
+normally.
 
 Runs on one asyncio loop; nothing here is thread-safe and nothing needs to be.
 """
@@ -25,6 +26,7 @@ from fastswitch.tokenizer import Tokenizer, load_tokenizer
 from fastswitch.v1 import control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
 from fastswitch_frontend.config import FrontendConfig
 from fastswitch_frontend.links import Link
+from fastswitch_frontend.metrics import FrontendMetrics
 from fastswitch_frontend.requests import Failure, FrontendRequest
 
 log = logging.getLogger("fastswitch.frontend")
@@ -56,6 +58,8 @@ class FrontendCore:
                 channel).FrontendSession(messages, metadata=metadata),
             opening=self._control_opening, on_message=self._on_control)
         self._tasks: list[asyncio.Task] = []
+        self.metrics = FrontendMetrics(config.served_model_name or config.model,
+                                       lambda: len(self.requests))
 
     @property
     def is_ready(self) -> bool:
@@ -97,11 +101,13 @@ class FrontendCore:
         if request.is_done:
             return
         self._forget(request)
+        self.metrics.on_end(request, final)
         request.responses.put_nowait(final)
 
     def _forget(self, request: FrontendRequest) -> None:
         request.is_done = True
         self.requests.pop(request.request_id, None)
+        self.metrics.forget(request)
 
     # ---- the scheduler's session ----------------------------------------------------------
     def _control_opening(self) -> list[control_pb2.FrontendSessionRequest]:
@@ -194,6 +200,7 @@ class FrontendCore:
             if request is None or request.worker_id != worker_id:
                 continue  # ended, or moved: the new worker's tokens count
             response = request.take_output(output)
+            self.metrics.on_output(request, len(output.token_ids), time.monotonic())
             if output.finish_reason:
                 self._end(request, response)
             else:

@@ -4,22 +4,20 @@ with the authenticated tenant."""
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 
 import grpc
 
 from fastswitch.tenants import AuthError, TenantState
-from fastswitch.tokenizer import IncrementalDetokenizer
 from fastswitch.v1 import (
-    common_pb2,
     control_pb2,
     control_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
 )
+from fastswitch_frontend import generation
 from fastswitch_frontend.core import FrontendCore
-from fastswitch_frontend.requests import Failure, FrontendRequest
-from fastswitch_frontend.validation import REQUEST_ID, InvalidRequest, prompt_token_ids
+from fastswitch_frontend.validation import REQUEST_ID
 
 CONTROL_TIMEOUT_S = 10.0
 
@@ -45,36 +43,13 @@ class FrontendServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def Generate(self, request: scheduler_pb2.GenerateRequest, context):
         tenant = await self._tenant(context)
-        core = self.core
-        if not core.is_ready:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no worker is ready yet")
         try:
-            token_ids = prompt_token_ids(request, core.tokenizer, vocab_size=core.vocab_size,
-                                         max_model_len=core.max_model_len)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        stop = common_pb2.StopConditions()
-        stop.CopyFrom(request.stop)
-        if not stop.max_tokens:  # unset: up to the context, as vLLM does
-            stop.max_tokens = core.max_model_len - len(token_ids)
-        owned = FrontendRequest(
-            request_id="", client_request_id=request.request_id or uuid.uuid4().hex,
-            tenant=tenant, prompt_token_ids=token_ids, sampling=request.sampling, stop=stop,
-            detokenizer=IncrementalDetokenizer(core.tokenizer, prompt_token_ids=token_ids),
-            conversation_id=request.conversation_id,
-            priority=request.priority if request.HasField("priority") else 0)
-        core.submit(owned)
-        try:
-            while True:
-                item = await owned.responses.get()
-                if isinstance(item, Failure):
-                    await context.abort(item.code, item.message)
-                yield item
-                if item.finish_reason != common_pb2.FINISH_REASON_UNSPECIFIED:
-                    return
-        finally:
-            if not owned.is_done:  # client gone or deadline passed
-                core.cancel(owned)
+            owned = generation.submit(self.core, tenant, request)
+            async with contextlib.aclosing(generation.responses(self.core, owned)) as stream:
+                async for response in stream:
+                    yield response
+        except generation.GenerationError as exc:
+            await context.abort(exc.code, exc.message)
 
     async def _forward(self, context, call, msg):
         """A unary call to the scheduler; its error status becomes the caller's."""

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from fastswitch import logs, transport
+from fastswitch.metrics_http import check_metrics_port, metrics_port_setting
 from fastswitch.settings import setting
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:50071"
 DEFAULT_KEY_PREFIX = "fastswitch"
+DEFAULT_METRICS_PORT = 9403  # frontend 9400, scheduler 9401, worker 9402, kvstore 9403
 # The first one set wins. REDIS_URL is what the operator sets (from a Secret when the URL holds
 # a password: never put one on a command line).
 REDIS_URL_ENVS = ("FASTSWITCH_REDIS_URL", "REDIS_URL")
@@ -53,10 +55,12 @@ class KVStoreConfig:
         "seconds between pings of Redis that keep grpc.health.v1 current"))
     redis_timeout_s: float = setting(2.0, help=(
         "connect and read timeout of one Redis command: a dead Redis fails calls this fast"))
+    metrics_port: int = metrics_port_setting(DEFAULT_METRICS_PORT)
     # TLS files and the cluster credential every caller (scheduler, workers) must present.
     security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
 
     def __post_init__(self) -> None:
+        check_metrics_port(self.metrics_port)
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"listen must be HOST:PORT, got {self.listen!r}")

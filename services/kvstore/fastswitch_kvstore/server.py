@@ -11,9 +11,11 @@ import grpc
 
 from fastswitch import transport
 from fastswitch.grpc_server import ServiceHealth, enable_reflection
+from fastswitch.metrics_http import MetricsServer, start_metrics_server
 from fastswitch.v1 import kvstore_pb2_grpc
 from fastswitch_kvstore.config import KVStoreConfig
 from fastswitch_kvstore.embedded_redis import HOST, EmbeddedRedis
+from fastswitch_kvstore.metrics import KVStoreMetrics
 from fastswitch_kvstore.redis_index import RedisKVIndex, connect
 from fastswitch_kvstore.servicer import SERVICE_NAME, KVStoreServicer
 
@@ -36,6 +38,9 @@ class KVStoreServer:
         self._health_task: asyncio.Task[None] | None = None
         self._is_stopping = asyncio.Event()
         self.port: int | None = None
+        self.is_redis_up = False  # the latest health ping's answer
+        self.metrics = KVStoreMetrics(lambda: self.is_redis_up)
+        self.metrics_server: MetricsServer | None = None  # None: --metrics-port 0
 
     async def start(self) -> int:
         """Starts serving; returns the bound port. Does not wait for Redis."""
@@ -51,7 +56,7 @@ class KVStoreServer:
             # Only the cluster's own scheduler and workers may call it.
             self._server = transport.server(self._config.security, require_cluster_token=True)
             kvstore_pb2_grpc.add_KVStoreServicer_to_server(
-                KVStoreServicer(self._index), self._server
+                KVStoreServicer(self._index, self.metrics), self._server
             )
             self._health = ServiceHealth(self._server, SERVICE_NAME)
             await self._health.set(False)  # the health servicer starts out SERVING
@@ -59,6 +64,8 @@ class KVStoreServer:
             self.port = transport.bind(self._server, self._config.listen,
                                        self._config.security)
             await self._server.start()
+            self.metrics_server = await start_metrics_server(
+                self.metrics.registry, self._config.listen, self._config.metrics_port)
         except BaseException:
             await self.stop(grace_s=0)
             raise
@@ -89,7 +96,7 @@ class KVStoreServer:
         # cancellation that lands inside a command, which would leave this loop running.
         is_serving = False
         while not self._is_stopping.is_set():
-            is_redis_up = await self._index.ping()
+            is_redis_up = self.is_redis_up = await self._index.ping()
             if is_redis_up != is_serving and not self._is_stopping.is_set():
                 await self._health.set(is_redis_up)
                 is_serving = is_redis_up
@@ -121,6 +128,9 @@ class KVStoreServer:
             grace = self._config.shutdown_grace_s if grace_s is None else grace_s
             await self._server.stop(grace)
             self._server = None
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
         if self._index is not None:
             await self._index.close()
             self._index = None

@@ -20,6 +20,7 @@ from fastswitch_kvstore.errors import (
     StoreUnavailableError,
     WorkerNotRegisteredError,
 )
+from fastswitch_kvstore.metrics import KVStoreMetrics
 from fastswitch_kvstore.redis_index import RedisKVIndex
 
 logger = logging.getLogger("fastswitch.kvstore.servicer")
@@ -55,9 +56,12 @@ def _rpc(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await handler(self, request, context)
+            response = await handler(self, request, context)
+            self._count(handler.__name__, grpc.StatusCode.OK)
+            return response
         except KVIndexError as error:
             code = _status_code(error)
+            self._count(handler.__name__, code)
             level = logging.DEBUG if code in _ROUTINE_CODES else logging.WARNING
             logger.log(
                 level,
@@ -69,6 +73,7 @@ def _rpc(handler: Handler) -> Handler:
             raise
         except Exception:
             logger.exception("request crashed", extra={"method": handler.__name__})
+            self._count(handler.__name__, grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {handler.__name__}")
 
     return wrapper
@@ -98,8 +103,13 @@ def entry_from_proto(message: kvstore_pb2.KVEntry) -> KVEntry:
 
 
 class KVStoreServicer(kvstore_pb2_grpc.KVStoreServicer):
-    def __init__(self, index: RedisKVIndex) -> None:
+    def __init__(self, index: RedisKVIndex, metrics: KVStoreMetrics | None = None) -> None:
         self._index = index
+        self._metrics = metrics
+
+    def _count(self, method: str, code: grpc.StatusCode) -> None:
+        if self._metrics is not None:
+            self._metrics.count(method, code.name)
 
     @_rpc
     async def RegisterWorker(self, request, context):

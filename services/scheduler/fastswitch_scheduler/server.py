@@ -8,11 +8,13 @@ import logging
 import signal
 
 from fastswitch import grpc_server, transport
+from fastswitch.metrics_http import MetricsServer, start_metrics_server
 from fastswitch.tenants import TenantRegistry
 from fastswitch.v1 import control_pb2, control_pb2_grpc
 from fastswitch_scheduler.config import SchedulerConfig
 from fastswitch_scheduler.control_servicer import ControlServicer
 from fastswitch_scheduler.core import SchedulerCore
+from fastswitch_scheduler.metrics import SchedulerMetrics
 
 log = logging.getLogger("fastswitch.scheduler")
 SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
@@ -35,6 +37,8 @@ class SchedulerServer:
         control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(self.core), self.server)
         self._health_task: asyncio.Task | None = None
         self.is_serving = False  # what health reports
+        self.metrics = SchedulerMetrics(self.core)
+        self.metrics_server: MetricsServer | None = None  # None: --metrics-port 0
 
     @property
     def address(self) -> str:
@@ -43,6 +47,9 @@ class SchedulerServer:
     async def start(self) -> None:
         await self.health.set(False)
         await self.server.start()
+        self.metrics_server = await start_metrics_server(
+            self.metrics.registry, self.config.listen, self.config.metrics_port)
+        self.metrics.start()
         await self.core.start()
         self._health_task = asyncio.get_running_loop().create_task(self._follow_workers())
 
@@ -62,6 +69,9 @@ class SchedulerServer:
         await self.health.set(False)
         await self.core.stop()
         await self.server.stop(grace_s)
+        await self.metrics.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
 
 
 async def serve(config: SchedulerConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from fastswitch_worker.engine.kv_manager import PublishedKV
@@ -49,4 +50,20 @@ class SwapCounters:
     num_kv_exhausted_preemptions: int = 0
     reused_bytes: int = 0  # swap-out bytes not copied because the host copy was still valid
     num_reused_prompt_tokens: int = 0  # prompt tokens swapped in from a previous turn
+    num_reuse_hits: int = 0  # requests that reused a previous turn's KV
     stall_ms: float = 0.0  # the engine thread waited on copies instead of computing
+
+
+# Upper bounds (seconds) of the per-copy latency histogram both copy executors keep per
+# direction (CopyTotals.num_jobs_by_latency, read by the worker's /metrics).
+COPY_LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                          0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def count_copy_latency(num_jobs_by_latency: list[int], copy_s: float) -> None:
+    """Mutates: one copy of `copy_s` seconds into its bucket (the last one: above them all)."""
+    num_jobs_by_latency[bisect.bisect_left(COPY_LATENCY_BUCKETS_S, copy_s)] += 1
+
+
+def new_latency_counts() -> list[int]:
+    return [0] * (len(COPY_LATENCY_BUCKETS_S) + 1)

@@ -35,6 +35,8 @@ class RequestCommands:
         self.requests[request_id] = request
         self.scheduler.add(request)
         self.counters.num_reused_prompt_tokens += request.num_reused_tokens
+        if request.num_reused_tokens:
+            self.counters.num_reuse_hits += 1
         return request
 
     def preempt(self, request_id: str) -> None:

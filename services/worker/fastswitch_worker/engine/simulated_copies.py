@@ -12,11 +12,15 @@ occupy it. Engine thread only.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fastswitch_worker.engine.kv_manager import SwapDirection, SwapPlan
-from fastswitch_worker.engine.outputs import SwapCounters
+from fastswitch_worker.engine.outputs import (
+    SwapCounters,
+    count_copy_latency,
+    new_latency_counts,
+)
 from fastswitch_worker.engine.switches import CopyKind, FinishedCopy
 
 
@@ -49,6 +53,7 @@ class CopyTotals:
     num_copies: int = 0
     num_bytes: int = 0
     copy_ms: float = 0.0
+    num_jobs_by_latency: list[int] = field(default_factory=new_latency_counts)
 
 
 @dataclass(eq=False)
@@ -148,3 +153,4 @@ class SimulatedCopies:
         totals.num_copies += len(plan.extents)
         totals.num_bytes += plan.num_blocks * self.block_bytes
         totals.copy_ms += duration_s * 1e3
+        count_copy_latency(totals.num_jobs_by_latency, duration_s)

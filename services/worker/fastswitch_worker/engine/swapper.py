@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fastswitch_worker.engine.kv_manager import SwapDirection, SwapPlan
+from fastswitch_worker.engine.outputs import count_copy_latency, new_latency_counts
 
 
 @dataclass(eq=False)
@@ -55,6 +56,7 @@ class CopyTotals:
     num_copies: int = 0
     num_bytes: int = 0
     copy_ms: float = 0.0
+    num_jobs_by_latency: list[int] = field(default_factory=new_latency_counts)
 
 
 class Swapper:
@@ -134,6 +136,7 @@ class Swapper:
         totals.num_copies += job.num_copies
         totals.num_bytes += job.num_bytes
         totals.copy_ms += job.copy_ms
+        count_copy_latency(totals.num_jobs_by_latency, job.copy_ms / 1e3)
         job._done.set()
 
     def _copy(self, plan: SwapPlan) -> None:

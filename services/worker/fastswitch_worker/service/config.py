@@ -7,11 +7,13 @@ import socket
 from dataclasses import dataclass, field
 
 from fastswitch import logs, transport
+from fastswitch.metrics_http import check_metrics_port, metrics_port_setting
 from fastswitch.settings import setting
 from fastswitch_worker.engine.config import EngineConfig
 from fastswitch_worker.engine.simulated_config import SimulatedEngineConfig
 
 DEFAULT_PORT = 50061
+DEFAULT_METRICS_PORT = 9402  # frontend 9400, scheduler 9401, worker 9402, kvstore 9403
 # Longer than any one engine step takes (a long prefill on CPU included), so liveness fails only
 # for a loop that is stuck or dead.
 DEFAULT_LIVENESS_TIMEOUT_S = 120.0
@@ -53,10 +55,12 @@ class WorkerConfig:
     progress_interval_ms: float = setting(DEFAULT_PROGRESS_INTERVAL_MS, help=(
         "milliseconds over which step counts are coalesced into one message to the scheduler "
         "(0: one message per step)"))
+    metrics_port: int = metrics_port_setting(DEFAULT_METRICS_PORT)
     security: transport.TransportSecurity = field(default_factory=transport.TransportSecurity)
     log_level: str = logs.level_setting()
 
     def __post_init__(self) -> None:
+        check_metrics_port(self.metrics_port)
         if not 0 <= self.progress_interval_ms <= 1000:
             raise ValueError(f"progress_interval_ms must be in [0, 1000], got {self.progress_interval_ms}")
         if not self.worker_id:

@@ -12,8 +12,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from fastswitch import grpc_server, transport
+from fastswitch.metrics_http import MetricsServer, start_metrics_server
 from fastswitch.v1 import worker_pb2, worker_pb2_grpc
 from fastswitch_worker.service.config import WorkerConfig
+from fastswitch_worker.service.metrics import WorkerMetrics
 from fastswitch_worker.service.servicer import WorkerServicer
 from fastswitch_worker.service.worker_service import WorkerService
 
@@ -57,6 +59,7 @@ class WorkerServer:
         self.service: WorkerService | None = None
         self.failed = asyncio.Event()
         self._watchdog: asyncio.Task | None = None
+        self.metrics_server: MetricsServer | None = None  # None: --metrics-port 0
 
     @property
     def address(self) -> str:
@@ -70,6 +73,8 @@ class WorkerServer:
         await self.health.set_ready(False)
         await self.health.set_live(False)
         await self.server.start()
+        self.metrics_server = await start_metrics_server(
+            WorkerMetrics(self.service).registry, self.config.listen, self.config.metrics_port)
         self._watchdog = asyncio.get_running_loop().create_task(self._watch_engine())
         if await self.service.start():
             if self.service.failure is None:
@@ -113,6 +118,8 @@ class WorkerServer:
             self._watchdog.cancel()
         if self.service is not None:
             await self.service.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
 
 
 async def serve(config: WorkerConfig) -> int:
