@@ -165,8 +165,8 @@ class HFTokenizer:
             tokenizer = tokenizers.Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         except Exception as exc:  # tokenizers raises plain Exception on bad files
             raise TokenizerLoadError(f"cannot load {directory / TOKENIZER_FILE}: {exc}") from exc
-        generation_config = _read_json_object(directory / "generation_config.json")
-        tokenizer_config = _read_json_object(directory / "tokenizer_config.json")
+        generation_config = read_json_object(directory / "generation_config.json")
+        tokenizer_config = read_json_object(directory / "tokenizer_config.json")
         model_eos_ids = model_config.eos_token_ids if model_config is not None else ()
         model_bos_id = model_config.bos_token_id if model_config is not None else None
         eos_candidates = [
@@ -226,7 +226,9 @@ def load_tokenizer(model: str | os.PathLike[str], model_config: ModelSpecials) -
     return tokenizer
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file as a dict ({} when absent or not an object); raises
+    TokenizerLoadError when it cannot be read or parsed."""
     if not path.is_file():
         return {}
     try:

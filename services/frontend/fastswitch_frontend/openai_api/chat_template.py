@@ -30,6 +30,8 @@ import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from fastswitch.tokenizer import TokenizerLoadError, read_json_object
+
 TEMPLATE_FILE = "chat_template.jinja"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
@@ -104,13 +106,10 @@ class ChatTemplate:
 
 
 def _read_tokenizer_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChatTemplateError(f"cannot parse {path}: {exc}") from exc
-    return config if isinstance(config, dict) else {}
+        return read_json_object(path)
+    except TokenizerLoadError as exc:
+        raise ChatTemplateError(str(exc)) from exc
 
 
 def _named_template(value: Any) -> str | None:
