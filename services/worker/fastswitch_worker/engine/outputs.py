@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastswitch_worker.engine.kv_manager import PublishedKV
 from fastswitch_worker.engine.sequence import FinishReason, RequestStatus
@@ -67,3 +67,23 @@ def count_copy_latency(num_jobs_by_latency: list[int], copy_s: float) -> None:
 
 def new_latency_counts() -> list[int]:
     return [0] * (len(COPY_LATENCY_BUCKETS_S) + 1)
+
+
+@dataclass
+class CopyTotals:
+    """Cumulative figures of one direction's copies, kept by either copy executor (the real
+    swapper.Swapper and the simulated one) and read by the worker's /metrics."""
+
+    num_jobs: int = 0
+    num_copies: int = 0
+    num_bytes: int = 0
+    copy_ms: float = 0.0
+    num_jobs_by_latency: list[int] = field(default_factory=new_latency_counts)
+
+    def count(self, num_copies: int, num_bytes: int, copy_s: float) -> None:
+        """Mutates: one finished copy job."""
+        self.num_jobs += 1
+        self.num_copies += num_copies
+        self.num_bytes += num_bytes
+        self.copy_ms += copy_s * 1e3
+        count_copy_latency(self.num_jobs_by_latency, copy_s)

@@ -12,15 +12,11 @@ occupy it. Engine thread only.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastswitch_worker.engine.kv_manager import SwapDirection, SwapPlan
-from fastswitch_worker.engine.outputs import (
-    SwapCounters,
-    count_copy_latency,
-    new_latency_counts,
-)
+from fastswitch_worker.engine.outputs import CopyTotals, SwapCounters
 from fastswitch_worker.engine.switches import CopyKind, FinishedCopy
 
 
@@ -43,17 +39,6 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
-
-
-@dataclass
-class CopyTotals:
-    """Cumulative figures of one direction's copies (what swapper.CopyTotals reports)."""
-
-    num_jobs: int = 0
-    num_copies: int = 0
-    num_bytes: int = 0
-    copy_ms: float = 0.0
-    num_jobs_by_latency: list[int] = field(default_factory=new_latency_counts)
 
 
 @dataclass(eq=False)
@@ -148,9 +133,5 @@ class SimulatedCopies:
             self.counters.stall_ms += (self.clock.now() - start_s) * 1e3
 
     def _count(self, plan: SwapPlan, duration_s: float) -> None:
-        totals = self.totals[plan.direction]
-        totals.num_jobs += 1
-        totals.num_copies += len(plan.extents)
-        totals.num_bytes += plan.num_blocks * self.block_bytes
-        totals.copy_ms += duration_s * 1e3
-        count_copy_latency(totals.num_jobs_by_latency, duration_s)
+        self.totals[plan.direction].count(len(plan.extents), plan.num_blocks * self.block_bytes,
+                                          duration_s)

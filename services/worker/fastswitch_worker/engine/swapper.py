@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fastswitch_worker.engine.kv_manager import SwapDirection, SwapPlan
-from fastswitch_worker.engine.outputs import count_copy_latency, new_latency_counts
+from fastswitch_worker.engine.outputs import CopyTotals
 
 
 @dataclass(eq=False)
@@ -48,15 +48,6 @@ class CopyJob:
         self._done.wait()
         if self.error is not None:
             raise RuntimeError(f"swap {self.plan.direction.value} of {self.plan.request_id} failed") from self.error
-
-
-@dataclass
-class CopyTotals:
-    num_jobs: int = 0
-    num_copies: int = 0
-    num_bytes: int = 0
-    copy_ms: float = 0.0
-    num_jobs_by_latency: list[int] = field(default_factory=new_latency_counts)
 
 
 class Swapper:
@@ -131,12 +122,7 @@ class Swapper:
         except BaseException as exc:  # reported to the engine through the job
             job.error = exc
         job.copy_ms = (time.perf_counter() - start) * 1e3
-        totals = self.totals[job.plan.direction]
-        totals.num_jobs += 1
-        totals.num_copies += job.num_copies
-        totals.num_bytes += job.num_bytes
-        totals.copy_ms += job.copy_ms
-        count_copy_latency(totals.num_jobs_by_latency, job.copy_ms / 1e3)
+        self.totals[job.plan.direction].count(job.num_copies, job.num_bytes, job.copy_ms / 1e3)
         job._done.set()
 
     def _copy(self, plan: SwapPlan) -> None:
