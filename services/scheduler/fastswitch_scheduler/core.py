@@ -69,9 +69,8 @@ class SchedulerCore:
         self.num_ticks = 0
         # Preemptions this scheduler commanded, by reason (policy_vtc.FAIRNESS, KV_PRESSURE,
         # policy.PRIORITY), counted in _apply: /metrics. The workers' own (KV exhausted
-        # between ticks) are in their swap stats. Two names, one tally.
+        # between ticks) are in their swap stats.
         self.preemption_counts: collections.Counter[str] = collections.Counter()
-        self.preemptions_by_reason = self.preemption_counts
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         # Orders schedulers contending for a worker's session (a rolling update): the newer wins.
@@ -491,7 +490,7 @@ class SchedulerCore:
             admit=[r.request_id for r in plan.to_admit])
         link.send(worker_pb2.SessionRequest(batch=batch))
         for request in plan.to_preempt:
-            self.preemptions_by_reason[preempt_reasons.get(request.request_id, KV_PRESSURE)] += 1
+            self.preemption_counts[preempt_reasons.get(request.request_id, KV_PRESSURE)] += 1
         for request in plan.to_preempt:
             request.mark_phase(Phase.PREEMPTED)
         for request in plan.to_resume:
