@@ -178,6 +178,13 @@ async def test_other_policies_serve_everything(stack_factory, policy, engine_set
         results = await asyncio.gather(*(
             stream(stack.stub, request(p, 12, priority=i), "tok-a", sink)
             for i, p in enumerate(prompts.values())))
+        # The trace's clock counts the worker's iterations (each of a request's 12 tokens
+        # took one; the last ones reach the scheduler within a progress interval).
+        clock = stack.scheduler.core.trace_clock
+        deadline = asyncio.get_running_loop().time() + 10
+        while clock.step < 12:
+            assert asyncio.get_running_loop().time() < deadline, f"trace clock at {clock.step}"
+            await asyncio.sleep(0.02)
     assert dict(zip(prompts, results, strict=True)) == reference
 
 

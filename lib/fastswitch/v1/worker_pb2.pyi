@@ -165,7 +165,7 @@ class StreamResponse(_message.Message):
     def __init__(self, step: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RequestOutput, _Mapping]]] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ...) -> None: ...
 
 class StepEvent(_message.Message):
-    __slots__ = ("step", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids", "num_batched_tokens", "stall_ms", "is_draining", "progress")
+    __slots__ = ("step", "state_changes", "capacity", "swap", "kv_published", "kv_evicted_conversation_ids", "num_batched_tokens", "stall_ms", "is_draining", "progress", "num_compute_steps")
     STEP_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +176,7 @@ class StepEvent(_message.Message):
     STALL_MS_FIELD_NUMBER: _ClassVar[int]
     IS_DRAINING_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    NUM_COMPUTE_STEPS_FIELD_NUMBER: _ClassVar[int]
     step: int
     state_changes: _containers.RepeatedCompositeFieldContainer[RequestStateChange]
     capacity: _common_pb2.KVCapacity
@@ -186,7 +187,8 @@ class StepEvent(_message.Message):
     stall_ms: float
     is_draining: bool
     progress: _containers.RepeatedCompositeFieldContainer[RequestProgress]
-    def __init__(self, step: _Optional[int] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ..., num_batched_tokens: _Optional[int] = ..., stall_ms: _Optional[float] = ..., is_draining: _Optional[bool] = ..., progress: _Optional[_Iterable[_Union[RequestProgress, _Mapping]]] = ...) -> None: ...
+    num_compute_steps: int
+    def __init__(self, step: _Optional[int] = ..., state_changes: _Optional[_Iterable[_Union[RequestStateChange, _Mapping]]] = ..., capacity: _Optional[_Union[_common_pb2.KVCapacity, _Mapping]] = ..., swap: _Optional[_Union[_common_pb2.SwapStats, _Mapping]] = ..., kv_published: _Optional[_Iterable[_Union[KVPublish, _Mapping]]] = ..., kv_evicted_conversation_ids: _Optional[_Iterable[str]] = ..., num_batched_tokens: _Optional[int] = ..., stall_ms: _Optional[float] = ..., is_draining: _Optional[bool] = ..., progress: _Optional[_Iterable[_Union[RequestProgress, _Mapping]]] = ..., num_compute_steps: _Optional[int] = ...) -> None: ...
 
 class RequestProgress(_message.Message):
     __slots__ = ("request_id", "num_new_tokens", "finish_reason", "num_prompt_tokens", "num_reused_prompt_tokens")

@@ -63,11 +63,13 @@ class SchedulerConfig:
     tenant_idle_grace_s: float = setting(1.5, help=(
         "a tenant with no live request for longer than this is idle: its next request lifts "
         "its counter to the least-served active tenant's; a shorter gap keeps what it is owed"))
-    # trace: the paper's priority-change pattern and per-tick change probability.
+    # trace: the paper's priority-change pattern and per-iteration change probability.
     trace_pattern: str = setting("markov", choices=TRACE_PATTERNS,
                                  help="trace: how priorities change (the paper's patterns)")
     trace_update_probability: float = setting(0.04, help=(
-        "trace: probability that a request's priority changes at each tick"))
+        "trace: probability that a request's priority changes at each engine iteration (a "
+        "step that ran the model, as in the paper: 0.04 for its 8B runs); the scheduler "
+        "applies the changes at its next tick"))
     trace_num_levels: int = setting(4, help="trace: number of priority levels")
     trace_seed: int = setting(0, help="trace: seed of the priority changes")
     # Admission control per worker.

@@ -28,7 +28,7 @@ from fastswitch_scheduler.kv_lookup import KVLookup
 from fastswitch_scheduler.placement import offers, room_of
 from fastswitch_scheduler.policy import PolicyParams, WorkerPlan, choose, order_key, plan_worker
 from fastswitch_scheduler.policy_vtc import KV_PRESSURE
-from fastswitch_scheduler.priority_trace import PriorityTrace
+from fastswitch_scheduler.priority_trace import IterationClock, PriorityTrace
 from fastswitch_scheduler.request_table import RequestTable
 from fastswitch_scheduler.requests import ClusterRequest, Failure, Phase
 from fastswitch_scheduler.worker_events import Finish, read_step_event
@@ -67,6 +67,7 @@ class SchedulerCore:
         # request id -> (worker id, what the worker reported, when).
         self.unclaimed: dict[str, tuple[str, worker_pb2.HeldRequest, float]] = {}
         self.num_ticks = 0
+        self.trace_clock = IterationClock()  # the trace's priorities change per iteration
         # Preemptions this scheduler commanded, by reason (policy_vtc.FAIRNESS, KV_PRESSURE,
         # policy.PRIORITY), counted in _apply: /metrics. The workers' own (KV exhausted
         # between ticks) are in their swap stats.
@@ -285,6 +286,7 @@ class SchedulerCore:
         self._publish_directory()
 
     def _on_event(self, link: WorkerLink, event: worker_pb2.StepEvent) -> None:
+        self.trace_clock.add(link.worker_id, event.num_compute_steps)
         for outcome in read_step_event(event, link.worker_id, self.requests, self.counters):
             if isinstance(outcome, Finish) and outcome.failure is not None:
                 # Refused or failed there: the abort also clears an admit the worker holds for
@@ -330,6 +332,7 @@ class SchedulerCore:
         (placement.py) — into one batch of admit / resume / preempt commands. One pass over
         the requests after the (once per request) kvstore lookups."""
         self.num_ticks += 1
+        self.trace_clock.tick()
         await self._look_up_holders([r for r in self.requests.values() if r.worker_id is None])
         now_s = time.monotonic()
         self._expire_unclaimed(now_s)
@@ -452,7 +455,8 @@ class SchedulerCore:
         trace_priorities = {}
         if self.params.name == "trace":
             requests = self.requests.values()
-            by_key = self.trace.priorities_at([r.trace_key for r in requests], self.num_ticks)
+            by_key = self.trace.priorities_at([r.trace_key for r in requests],
+                                              self.trace_clock.step)
             trace_priorities = {r.request_id: by_key[r.trace_key] for r in requests}
         return order_key(self.params, trace_priorities)
 

@@ -14,6 +14,7 @@ on the order they are asked about. The scheduler's `trace` policy owns what a le
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -118,3 +119,28 @@ class PriorityTrace:
             other = int(chain.rng.integers(self.num_levels - 1))
             return other if other < chain.level else other + 1
         return int(chain.rng.choice(self.num_levels, p=self._transition[chain.level]))
+
+
+class IterationClock:
+    """The trace's clock in engine iterations, as the scheduler hears of them (mutable).
+
+    Workers report how many of their steps ran the model; the scheduler applies the trace once
+    per tick, and each tick advances the clock by the most iterations any one worker ran since
+    the previous tick: for one worker exactly its iterations, for several the pace of the
+    busiest. A worker that stalls on copies therefore also changes priorities less often per
+    second, as the paper's per-iteration trace does.
+    """
+
+    def __init__(self) -> None:
+        self.step = 0
+        self._since_tick: collections.Counter[str] = collections.Counter()
+
+    def add(self, worker_id: str, num_iterations: int) -> None:
+        """Mutates: `worker_id` ran `num_iterations` more iterations."""
+        self._since_tick[worker_id] += num_iterations
+
+    def tick(self) -> int:
+        """Mutates: advances the clock at a scheduler tick; returns the step now."""
+        self.step += max(self._since_tick.values(), default=0)
+        self._since_tick.clear()
+        return self.step

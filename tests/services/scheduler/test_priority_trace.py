@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastswitch_scheduler.priority_trace import PriorityTrace, markov_transition_matrix
+from fastswitch_scheduler.priority_trace import (
+    IterationClock,
+    PriorityTrace,
+    markov_transition_matrix,
+)
 
 REQUEST_IDS = [f"req-{i}" for i in range(40)]
 
@@ -87,3 +91,15 @@ def test_bad_parameters_are_rejected() -> None:
         PriorityTrace(pattern="random", update_probability=1.5, num_levels=3, seed=0)
     with pytest.raises(ValueError, match="at least 2 levels"):
         PriorityTrace(pattern="random", update_probability=0.1, num_levels=1, seed=0)
+
+
+def test_the_clock_advances_by_the_busiest_workers_iterations_per_tick() -> None:
+    clock = IterationClock()
+    assert clock.tick() == 0  # no worker ran: priorities stand still
+    clock.add("w0", 3)
+    clock.add("w1", 2)
+    clock.add("w1", 3)  # coalesced reports add up
+    assert clock.tick() == 5
+    assert clock.tick() == 5  # counted once
+    clock.add("w0", 1)
+    assert clock.tick() == 6

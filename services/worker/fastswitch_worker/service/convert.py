@@ -114,5 +114,6 @@ class StepReport:
             state_changes=state_changes, capacity=capacity(engine), swap=swap_stats(engine),
             kv_published=[published(p, engine.block_bytes) for p in result.published],
             kv_evicted_conversation_ids=result.evicted_conversation_ids,
-            num_batched_tokens=result.num_batched_tokens, stall_ms=result.stall_ms)
+            num_batched_tokens=result.num_batched_tokens, stall_ms=result.stall_ms,
+            num_compute_steps=1 if result.num_batched_tokens else 0)
         return cls(event, [request_output(o) for o in result.outputs], state_changes)

@@ -40,6 +40,7 @@ class ProgressBuffer:
         merged.kv_published.extend(event.kv_published)
         merged.kv_evicted_conversation_ids.extend(event.kv_evicted_conversation_ids)
         merged.num_batched_tokens += event.num_batched_tokens
+        merged.num_compute_steps += event.num_compute_steps
         merged.stall_ms += event.stall_ms
         merged.is_draining = event.is_draining
         for progress in event.progress:

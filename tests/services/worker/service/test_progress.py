@@ -13,6 +13,7 @@ from fastswitch_worker.service.progress import ProgressBuffer
 def step(number: int, *counts: tuple[str, int], finish: str = "", changes=()) -> worker_pb2.StepEvent:
     return worker_pb2.StepEvent(
         step=number, state_changes=list(changes), num_batched_tokens=len(counts),
+        num_compute_steps=1 if counts else 0,
         capacity=common_pb2.KVCapacity(num_free_gpu_blocks=100 - number),
         progress=[worker_pb2.RequestProgress(
             request_id=rid, num_new_tokens=n, num_prompt_tokens=5,
@@ -30,6 +31,7 @@ def test_steps_merge_into_one_event_with_summed_counts_and_the_latest_figures():
     counts = {p.request_id: (p.num_new_tokens, p.finish_reason) for p in event.progress}
     assert counts == {"a": (3, 0), "b": (2, common_pb2.FINISH_REASON_LENGTH)}
     assert (event.step, event.num_batched_tokens, event.capacity.num_free_gpu_blocks) == (3, 5, 97)
+    assert event.num_compute_steps == 3  # the trace's clock: every iteration counts
     assert buffer.take() is None
 
 
