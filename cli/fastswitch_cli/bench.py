@@ -38,9 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default=None, help=(
         "quick: the CPU demo (< 3 min on 2 cores); full: its longer version (the default); "
         "paper: the FastSwitch paper's evaluation - on CUDA the llama3-8b shape (dummy bf16 "
-        "weights) with 4 GiB of KV, on CPU a scaled model (< 6 min on 2 cores); the report "
-        "maps it onto the paper. Under paper, --trace-update-probability is per engine "
-        "iteration, as in the paper, and converted to the scheduler's tick"))
+        "weights) with 4 GiB of KV, on CPU a scaled model (~8 min on 2 cores); the report "
+        "maps it onto the paper"))
     parser.add_argument("--quick", action="store_true", help="the same as --scenario quick")
     parser.add_argument("--out", default="bench-report", help="report directory")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -58,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="host KV pool of each worker (default: the scenario's)")
     parser.add_argument("--deadline-s", type=float, default=None, help=(
         "no turn is sent after this many seconds of a configuration's replay (default: the "
-        "scenario's; none for quick and full)"))
+        "scenario's; none for quick, full and the CPU paper scenario)"))
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the workload, the priority changes and the engines")
     parser.add_argument("--addr", action="append", default=[], metavar="MODE=HOST:PORT",
@@ -86,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     from fastswitch_bench.scenarios import (
         scenario_for,
         scenario_mapping,
-        trace_update_probability_per_tick,
         with_overrides,
     )
     from fastswitch_bench.workload import TenantSpec, WorkloadError
@@ -102,11 +100,6 @@ def run(args: argparse.Namespace) -> int:
         num_conversations=args.num_conversations, arrival_rate_per_s=args.rate,
         kv_cache_bytes=args.kv_cache_bytes, host_kv_bytes=args.host_kv_bytes,
         replay_deadline_s=args.deadline_s)
-    if scenario.iteration_ms is not None:
-        # The paper's probability is per engine iteration; the scheduler applies it per tick.
-        scheduler = replace(scheduler, trace_update_probability=trace_update_probability_per_tick(
-            scheduler.trace_update_probability, tick_ms=scheduler.tick_ms,
-            iteration_ms=scenario.iteration_ms))
     model = scenario.model
     vocab_size = (PRESETS[model] if model in PRESETS else read_model_config(model)).vocab_size
     tenants = [TenantSpec(*tenant) for tenant in TENANTS]
@@ -123,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(asyncio.run(_run_config(args, scenario, device, scheduler, vocab_size,
                                                workload, tenants, mode, targets.get(mode.value))))
     mapping = scenario_mapping(scenario, device=device, tick_ms=scheduler.tick_ms,
-                               update_probability_per_tick=scheduler.trace_update_probability,
+                               update_probability=scheduler.trace_update_probability,
                                pattern=scheduler.trace_pattern)
     files = write_report(args.out, results, command=shlex.join(["fastswitch", *sys.argv[1:]]),
                          machine=machine_description(), workload=workload.summary(),
@@ -171,7 +164,7 @@ async def _run_config(args: argparse.Namespace, scenario, device: str,
                     "host_kv_bytes": engine.host_kv_bytes,
                     "max_num_batched_tokens": engine.max_num_batched_tokens,
                     "tick_ms": scheduler.tick_ms,
-                    "trace_update_probability_per_tick": scheduler.trace_update_probability}
+                    "trace_update_probability_per_iteration": scheduler.trace_update_probability}
     if address is not None:
         return await _measure(address, workload, tenants, vocab_size, args.seed, mode.value,
                               run_settings, scenario.replay_deadline_s)

@@ -27,7 +27,6 @@ from fastswitch_bench.scenarios import (
     QUICK,
     scenario_for,
     scenario_mapping,
-    trace_update_probability_per_tick,
     with_overrides,
 )
 from fastswitch_bench.workload import TenantSpec, synthesize
@@ -85,26 +84,14 @@ def test_paper_workload_is_reproducible_by_seed() -> None:
     assert paper_workload(50, seed=3) != paper_workload(50, seed=4)
 
 
-def test_trace_probability_per_tick_keeps_the_papers_changes_per_second() -> None:
-    # One tick per iteration: the paper's figure unchanged.
-    assert trace_update_probability_per_tick(0.04, tick_ms=40, iteration_ms=40) == pytest.approx(0.04)
-    # Two ticks per iteration: two chances, each of them smaller, same overall probability.
-    per_tick = trace_update_probability_per_tick(0.04, tick_ms=20, iteration_ms=40)
-    assert 1 - (1 - per_tick) ** 2 == pytest.approx(0.04)
-    assert per_tick == pytest.approx(0.0202, abs=1e-4)
-    assert trace_update_probability_per_tick(0.9, tick_ms=1000, iteration_ms=1) == 1.0
-    with pytest.raises(ValueError):
-        trace_update_probability_per_tick(1.5, tick_ms=20, iteration_ms=40)
-    with pytest.raises(ValueError):
-        trace_update_probability_per_tick(0.04, tick_ms=20, iteration_ms=0)
-
-
 def test_scenarios_pick_the_8b_shape_on_cuda_and_a_scaled_model_on_cpu() -> None:
     cuda = scenario_for("paper", is_cuda=True)
     assert (cuda.model, cuda.dtype) == ("llama3-8b", "bfloat16")
     assert 2 * GIB <= cuda.kv_cache_bytes <= 8 * GIB and cuda.host_kv_bytes >= 4 * cuda.kv_cache_bytes
     assert cuda.replay_deadline_s is not None
     assert scenario_for("paper", is_cuda=False) is PAPER_CPU
+    # On CPU both configurations send every turn: the same requests in both.
+    assert PAPER_CPU.replay_deadline_s is None
     assert scenario_for("quick", is_cuda=False) is QUICK
     assert scenario_for("quick", is_cuda=True).model == "bench-8b-kv"
     with pytest.raises(ValueError, match="unknown scenario"):
@@ -114,12 +101,12 @@ def test_scenarios_pick_the_8b_shape_on_cuda_and_a_scaled_model_on_cpu() -> None
 
 
 def test_scenario_mapping_states_a_cpu_run_is_scaled() -> None:
-    cpu = scenario_mapping(PAPER_CPU, device="cpu", tick_ms=20, update_probability_per_tick=0.005,
+    cpu = scenario_mapping(PAPER_CPU, device="cpu", tick_ms=20, update_probability=0.04,
                            pattern="markov")
     assert cpu["is_scaled_for_cpu"] and "CPU-scaled" in cpu["here"]["model"]
     assert "per engine iteration" in cpu["here"]["priorities"]
     cuda = scenario_mapping(PAPER_CUDA, device="cuda", tick_ms=20,
-                            update_probability_per_tick=0.02, pattern="random")
+                            update_probability=0.02, pattern="random")
     assert not cuda["is_scaled_for_cpu"] and "random" in cuda["here"]["priorities"]
 
 
@@ -175,6 +162,6 @@ def test_bench_paper_scenario_on_cpu_writes_the_contract_and_the_breakdown(tmp_p
         assert breakdown["num_requests"] > 0
         assert breakdown["mean_ms"]["running"] > 0
         assert set(breakdown["p99_ttft_request"]["phases_ms"]) == set(PHASES)
-        assert config["settings"]["trace_update_probability_per_tick"] < 0.04
+        assert config["settings"]["trace_update_probability_per_iteration"] == 0.04
     markdown = (out / "report.md").read_text()
     assert "## Where the time went" in markdown and "## Scenario: paper" in markdown
