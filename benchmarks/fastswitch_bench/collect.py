@@ -51,7 +51,8 @@ class SwapPoller:
 
 def _sum_swaps(stats: scheduler_pb2.GetClusterStatsResponse) -> dict[str, float]:
     fields = ("num_swap_outs", "num_recomputes", "swap_out_bytes", "swap_in_bytes", "num_copies",
-              "stall_ms", "copy_ms", "reused_bytes", "num_cancelled_swap_outs")
+              "stall_ms", "copy_ms", "reused_bytes", "num_cancelled_swap_outs",
+              "num_kv_exhausted_preemptions")
     return {name: float(sum(getattr(w.swap, name) for w in stats.workers)) for name in fields}
 
 
@@ -91,4 +92,7 @@ def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
                   "num_turns_cut_at_deadline": sum(t.error == CUT_AT_DEADLINE for t in log.turns),
                   "num_turns_not_sent_by_deadline": log.num_turns_not_sent,
                   "reused_bytes": int(swaps.get("reused_bytes", 0)),
+                  # Preemptions a worker made itself, out of GPU KV between two ticks (the
+                  # others are the policy's).
+                  "num_kv_exhausted_preemptions": int(swaps.get("num_kv_exhausted_preemptions", 0)),
                   "num_reused_prompt_tokens": sum(t.num_reused_prompt_tokens for t in log.turns)})

@@ -163,5 +163,6 @@ def test_bench_paper_scenario_on_cpu_writes_the_contract_and_the_breakdown(tmp_p
         assert breakdown["mean_ms"]["running"] > 0
         assert set(breakdown["p99_ttft_request"]["phases_ms"]) == set(PHASES)
         assert config["settings"]["trace_update_probability_per_iteration"] == 0.04
+        assert config["settings"]["num_kv_exhausted_preemptions"] >= 0  # the workers' own
     markdown = (out / "report.md").read_text()
     assert "## Where the time went" in markdown and "## Scenario: paper" in markdown
