@@ -18,8 +18,9 @@ PAPER_UPDATE_PROBABILITY_PER_ITERATION = 0.04
 
 @dataclass(frozen=True)
 class Scenario:
-    """One benchmark scale. `replay_deadline_s`, when set, bounds the replay: no new turn starts after it, and what still runs is cut
-    `DRAIN_GRACE_S` later (counted as failed turns), so a run fits its wall-time budget."""
+    """One benchmark scale. `replay_deadline_s`, when set, bounds the replay: no new turn
+    starts after it, and what still runs is cut `DRAIN_GRACE_S` later (counted as failed
+    turns), so a run fits its wall-time budget."""
 
     name: str
     num_conversations: int
