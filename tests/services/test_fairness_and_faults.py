@@ -81,7 +81,8 @@ async def test_vtc_shares_the_gpu_and_preempts_the_heavy_tenant_by_swapping(
     assert results == reference  # preempted requests resumed with identical output
 
 
-async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_tokens(stack_factory) -> None:
+async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_tokens(
+        stack_factory, until_published) -> None:
     async with stack_factory(num_workers=2) as stack:
         first_prompt = prompt_of(1)
         sink: list = []
@@ -97,22 +98,8 @@ async def test_next_turn_goes_to_the_worker_with_its_kv_and_prefills_only_new_to
     assert final.usage.num_reused_prompt_tokens == len(first_prompt) + len(answer) - 1
 
 
-async def until_published(stack, conversation_id: str, within_s: float = 10.0) -> kvstore_pb2.KVEntry:
-    """Polls the kvstore until the worker has published the conversation's KV."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    async with transport.channel(stack.kvstore_address, stack.security) as channel:
-        kv = kvstore_pb2_grpc.KVStoreStub(channel)
-        while True:
-            try:
-                request = kvstore_pb2.LookupKVRequest(conversation_id=conversation_id)
-                return (await kv.LookupKV(request, timeout=2)).entry
-            except grpc.aio.AioRpcError:
-                assert loop.time() < deadline, f"{conversation_id} was never published"
-                await asyncio.sleep(0.02)
-
-
-async def test_another_tenant_cannot_reuse_a_conversation_by_naming_it(stack_factory) -> None:
+async def test_another_tenant_cannot_reuse_a_conversation_by_naming_it(
+        stack_factory, until_published) -> None:
     async with stack_factory() as stack:
         first_prompt = prompt_of(1)
         sink: list = []
@@ -155,7 +142,7 @@ async def test_a_killed_worker_moves_its_requests_and_others_are_unaffected(
     assert any(result == reference[name] for name, result in results.items())
 
 
-async def test_kvstore_restart_keeps_the_index(stack_factory) -> None:
+async def test_kvstore_restart_keeps_the_index(stack_factory, until_published) -> None:
     async with stack_factory() as stack:
         sink: list = []
         await stream(stack.stub, request(prompt_of(2), 5, conversation_id="keep-me"), "tok-a", sink)

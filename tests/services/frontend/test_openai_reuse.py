@@ -4,13 +4,8 @@ turn's KV (on the worker holding it) and another tenant's identical turn reuses 
 
 from __future__ import annotations
 
-import asyncio
-
-import grpc
 import openai
 
-from fastswitch import transport
-from fastswitch.v1 import kvstore_pb2, kvstore_pb2_grpc
 from fastswitch_frontend.openai_api.chat import chat_prompt
 
 OPENING = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
@@ -37,21 +32,8 @@ async def first_turn(stack) -> tuple[list[dict], int, str]:
     return second, len(prompt_ids), f"alice:{conversation}"
 
 
-async def until_published(stack, conversation_id: str, within_s: float = 10.0) -> kvstore_pb2.KVEntry:
-    """Polls the kvstore until a worker has published the conversation's KV (the turn's KV
-    reached host memory)."""
-    async with asyncio.timeout(within_s), transport.channel(
-            stack.kvstore_address, stack.security) as channel:
-        kv = kvstore_pb2_grpc.KVStoreStub(channel)
-        while True:
-            try:
-                request = kvstore_pb2.LookupKVRequest(conversation_id=conversation_id)
-                return (await kv.LookupKV(request, timeout=2)).entry
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.02)
-
-
-async def test_a_second_chat_turn_reuses_the_first_turns_kv_on_its_worker(stack_factory) -> None:
+async def test_a_second_chat_turn_reuses_the_first_turns_kv_on_its_worker(
+        stack_factory, until_published) -> None:
     async with stack_factory(num_workers=2) as stack:
         second, num_first_prompt_tokens, conversation = await first_turn(stack)
         entry = await until_published(stack, conversation)  # the turn's KV is in host memory
@@ -66,7 +48,8 @@ async def test_a_second_chat_turn_reuses_the_first_turns_kv_on_its_worker(stack_
         num_first_prompt_tokens + MAX_TOKENS - 1)
 
 
-async def test_two_tenants_with_the_same_conversation_never_share_its_kv(stack_factory) -> None:
+async def test_two_tenants_with_the_same_conversation_never_share_its_kv(
+        stack_factory, until_published) -> None:
     async with stack_factory() as stack:
         second, num_first_prompt_tokens, conversation = await first_turn(stack)
         await until_published(stack, conversation)
