@@ -11,12 +11,11 @@ source, as the frontends' API port does without frontendIngress.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from fastswitch_operator.spec_fields import FieldReader
-from fastswitch_operator.spec_security import PEER_KEYS, _check_peer
+from fastswitch_operator.spec_security import read_peers
 
 
 @dataclass(frozen=True)
@@ -28,16 +27,7 @@ class MonitoringSpec:
 
 def parse_monitoring(spec: FieldReader) -> MonitoringSpec:
     monitoring = spec.sub("monitoring", ("scrapeAnnotations", "scraperIngress"))
-    peers = monitoring.get("scraperIngress", "array")
-    if peers is not None:
-        if not peers:
-            monitoring.problems.append(
-                f"{monitoring.path}.scraperIngress must list at least one peer (leave it out to "
-                "allow every source)")
-        for index, peer in enumerate(peers):
-            _check_peer(FieldReader(peer, f"{monitoring.path}.scraperIngress[{index}]",
-                                    monitoring.problems, PEER_KEYS))
     return MonitoringSpec(
         scrape_annotations=monitoring.get("scrapeAnnotations", "boolean", False),
-        scraper_ingress=None if peers is None else tuple(copy.deepcopy(p) for p in peers),
+        scraper_ingress=read_peers(monitoring, "scraperIngress"),
     )

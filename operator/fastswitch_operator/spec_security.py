@@ -52,19 +52,24 @@ def parse_network_policy(spec: FieldReader) -> NetworkPolicySpec:
             f"set at most one of {policy.path}.frontendIngress or {policy.path}.schedulerIngress "
             "(its old name)")
     key = "schedulerIngress" if policy.has("schedulerIngress") else "frontendIngress"
-    peers = policy.get(key, "array")
-    if peers is not None:
-        if not peers:
-            policy.problems.append(
-                f"{policy.path}.{key} must list at least one peer (leave it out to allow every "
-                "source)")
-        for index, peer in enumerate(peers):
-            _check_peer(FieldReader(peer, f"{policy.path}.{key}[{index}]", policy.problems,
-                                    PEER_KEYS))
-    return NetworkPolicySpec(
-        enabled=policy.get("enabled", "boolean", True),
-        frontend_ingress=None if peers is None else tuple(copy.deepcopy(p) for p in peers),
-    )
+    return NetworkPolicySpec(enabled=policy.get("enabled", "boolean", True),
+                             frontend_ingress=read_peers(policy, key))
+
+
+def read_peers(reader: FieldReader, key: str) -> tuple[dict[str, Any], ...] | None:
+    """The NetworkPolicyPeer list at `key`, each checked (problems go to the reader); None when
+    it is left out (every source allowed)."""
+    peers = reader.get(key, "array")
+    if peers is None:
+        return None
+    if not peers:
+        reader.problems.append(
+            f"{reader.path}.{key} must list at least one peer (leave it out to allow every "
+            "source)")
+    for index, peer in enumerate(peers):
+        _check_peer(FieldReader(peer, f"{reader.path}.{key}[{index}]", reader.problems,
+                                PEER_KEYS))
+    return tuple(copy.deepcopy(p) for p in peers)
 
 
 def _check_peer(peer: FieldReader) -> None:
