@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import grpc
 
 from fastswitch.v1 import scheduler_pb2, scheduler_pb2_grpc
+from fastswitch_bench.bootstrap import TurnLatencies
 from fastswitch_bench.breakdown import RequestPhases, time_breakdown
 from fastswitch_bench.replay import CUT_AT_DEADLINE, ReplayLog, tenant_token
 from fastswitch_bench.results import ConfigResult, SwapFigures
@@ -59,7 +60,7 @@ def _sum_swaps(stats: scheduler_pb2.GetClusterStatsResponse) -> dict[str, float]
 def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
                   swaps: Mapping[str, float], bandwidth: tuple[float, ...],
                   settings: Mapping[str, object]) -> ConfigResult:
-    ttft, tbt, e2e, events, backlog, phases = [], [], [], [], [], []
+    ttft, tbt, e2e, events, backlog, phases, turns = [], [], [], [], [], [], []
     served: dict[str, int] = dict.fromkeys(weights, 0)
     for turn in log.turns:
         times = turn.token_times_s
@@ -67,8 +68,10 @@ def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
             backlog.append(BacklogInterval(turn.tenant, turn.sent_s, turn.done_s))
         if not times:
             continue
+        gaps = tuple((b - a) * 1e3 for a, b in zip(times, times[1:], strict=False))
         ttft.append((times[0] - turn.sent_s) * 1e3)
-        tbt.extend((b - a) * 1e3 for a, b in zip(times, times[1:], strict=False))
+        tbt.extend(gaps)
+        turns.append(TurnLatencies(turn.request_id, ttft[-1], gaps))
         if not turn.error:
             e2e.append((times[-1] - turn.sent_s) * 1e3)
             if turn.phases_ms:
@@ -87,7 +90,7 @@ def config_result(name: str, log: ReplayLog, *, weights: Mapping[str, float],
         name=name, ttft_ms=ttft, tbt_ms=tbt, e2e_ms=e2e, num_generated_tokens=sum(served.values()),
         duration_s=log.duration_s, tenant_weights=dict(weights), served_tokens_by_tenant=served,
         service_events=events, backlog=backlog, swap=swap,
-        time_breakdown=time_breakdown(phases),
+        time_breakdown=time_breakdown(phases), turns=turns,
         settings={**settings, "num_failed_turns": sum(bool(t.error) for t in log.turns),
                   "num_turns_cut_at_deadline": sum(t.error == CUT_AT_DEADLINE for t in log.turns),
                   "num_turns_not_sent_by_deadline": log.num_turns_not_sent,

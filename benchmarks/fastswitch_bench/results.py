@@ -7,8 +7,10 @@
 and `e2e_ms` objects keyed `p50`, `p95`, `p99`, `p99.9` (plus `num_samples`, `mean`, `min`,
 `max` and `unsupported_percentiles`: the keys too few samples stand behind, see
 `stats.min_samples_for_percentile`), `throughput_tokens_per_s`, `swap`, `fairness` and
-`time_breakdown` (where requests' time went: `breakdown.time_breakdown`); plus `scenario`
-when the run names one.
+`time_breakdown` (where requests' time went: `breakdown.time_breakdown`) and `turns` (every
+turn's TTFT and gaps between tokens, in ms: what pooling runs needs); plus `ratio_intervals`
+(`bootstrap.ratio_intervals`, with `ratio_intervals_note`) when both configurations carry
+turns, and `scenario` when the run names one.
 A latency with no samples has null figures rather than a made-up number.
 """
 
@@ -17,6 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fastswitch_bench.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_NUM_RESAMPLES,
+    INTERVALS_NOTE,
+    TurnLatencies,
+    ratio_intervals,
+)
 from fastswitch_bench.stats import (
     DEFAULT_PERCENTILES,
     BacklogInterval,
@@ -70,7 +79,8 @@ class SwapFigures:
 class ConfigResult:
     """One configuration's replay of the workload. Times are client-side, in ms per sample;
     `service_events` and `backlog` are in seconds since the run started; `settings` describes
-    the configuration (mode, block size, ...) for the reader."""
+    the configuration (mode, block size, ...) for the reader. `turns` holds the same TTFT and
+    TBT samples grouped by turn (empty when the caller has only the flat lists)."""
 
     name: str
     ttft_ms: Sequence[float]
@@ -85,6 +95,7 @@ class ConfigResult:
     swap: SwapFigures
     settings: Mapping[str, object] = field(default_factory=dict)
     time_breakdown: Mapping[str, object] = field(default_factory=dict)  # breakdown.time_breakdown
+    turns: Sequence[TurnLatencies] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -134,7 +145,16 @@ def config_figures(
         },
         "fairness": _fairness_figures(result, fairness_window_s),
         "time_breakdown": dict(result.time_breakdown),
+        # Microseconds are finer than the client measures; rounding keeps report.json small.
+        "turns": [{"request_id": t.request_id, "ttft_ms": round(t.ttft_ms, 3),
+                   "tbt_ms": [round(gap, 3) for gap in t.tbt_ms]} for t in result.turns],
     }
+
+
+def turns_from_figures(figures: Mapping) -> list[TurnLatencies]:
+    """A configuration's turns back from its report figures (`config_figures`) (pure)."""
+    return [TurnLatencies(t["request_id"], t["ttft_ms"], tuple(t["tbt_ms"]))
+            for t in figures.get("turns", ())]
 
 
 def compute_ratios(baseline: Mapping, fastswitch: Mapping) -> dict[str, float | None]:
@@ -178,10 +198,16 @@ def build_report(
     if missing:
         raise ValueError(f"the report compares baseline and fastswitch; missing {sorted(missing)}")
     configs = {r.name: config_figures(r, fairness_window_s=fairness_window_s) for r in results}
+    intervals = comparison_intervals(results)
+    interval_entries = {} if intervals is None else {
+        "ratio_intervals": intervals,
+        "ratio_intervals_note": INTERVALS_NOTE.format(level=DEFAULT_LEVEL,
+                                                      num_resamples=DEFAULT_NUM_RESAMPLES)}
     return {
         "configs": configs,
         "ratios": compute_ratios(configs[BASELINE], configs[FASTSWITCH]),
         "ratios_note": RATIOS_NOTE,
+        **interval_entries,
         "machine": dict(machine),
         "command": command,
         "workload": dict(workload),
@@ -191,6 +217,16 @@ def build_report(
         },
         **({} if scenario is None else {"scenario": dict(scenario)}),
     }
+
+
+def comparison_intervals(results: Sequence[ConfigResult]) -> dict[str, list[float] | None] | None:
+    """Bootstrap intervals of the baseline / fastswitch latency ratios (pure); None unless
+    both configurations are there and carry their turns."""
+    by_name = {r.name: r for r in results}
+    baseline, fastswitch = by_name.get(BASELINE), by_name.get(FASTSWITCH)
+    if baseline is None or fastswitch is None or not (baseline.turns and fastswitch.turns):
+        return None
+    return ratio_intervals(baseline.turns, fastswitch.turns)
 
 
 def _fairness_figures(result: ConfigResult, window_s: float | None) -> dict[str, object]:

@@ -10,6 +10,7 @@ from fastswitch_bench.results import (
     FASTSWITCH,
     RATIOS_NOTE,
     ConfigResult,
+    comparison_intervals,
     compute_ratios,
     config_figures,
 )
@@ -87,10 +88,11 @@ def format_ratio(value: float | None) -> str:
 
 def summary_table(results: Sequence[ConfigResult]) -> str:
     """A fixed-width table of the headline figures, one column per configuration, plus a
-    ratio column when both baseline and fastswitch are present (what `make demo` prints)."""
+    ratio column when both baseline and fastswitch are present (what `make demo` prints),
+    with each latency ratio's bootstrap interval when the results carry their turns."""
     configs = {r.name: config_figures(r) for r in results}
     ratios = _ratios_if_comparable(configs)
-    rows = _rows(configs, ratios, _TERMINAL_ROWS)
+    rows = _rows(configs, ratios, _TERMINAL_ROWS, comparison_intervals(results) if ratios else None)
     header = ["metric", *configs, *(["ratio"] if ratios else [])]
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -137,7 +139,9 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
         *_key_value_table({n: f["settings"] for n, f in configs.items()}),
         "",
     ]
-    parts += ["## Latency and throughput", "", *_markdown_table(configs, ratios, _METRIC_ROWS), ""]
+    intervals = report.get("ratio_intervals", {})
+    parts += ["## Latency and throughput", "",
+              *_markdown_table(configs, ratios, _METRIC_ROWS, intervals), ""]
     if any(
         _unsupported_sample_count(figures, path) is not None
         for figures in configs.values()
@@ -148,6 +152,8 @@ def render_markdown(report: Mapping, plot_file_names: Sequence[str]) -> str:
         )
         parts += [UNSUPPORTED_NOTE.format(needs=needs), ""]
     parts += [f"Ratios: {RATIOS_NOTE}", ""]
+    if intervals:
+        parts += [report["ratio_intervals_note"], ""]
     parts += breakdown_markdown(configs)
     parts += ["## Context switches", "", *_markdown_table(configs, ratios, _SWAP_ROWS), ""]
     parts += [
@@ -208,7 +214,13 @@ def _ratios_if_comparable(configs: Mapping) -> dict[str, float | None]:
     return {}
 
 
-def _rows(configs: Mapping, ratios: Mapping, specs) -> list[list[str]]:
+def format_interval(interval: Sequence[float] | None) -> str:
+    """A ratio's interval as " [0.81-1.40]"; nothing when there is none."""
+    return "" if interval is None else f" [{interval[0]:.2f}-{interval[1]:.2f}]"
+
+
+def _rows(configs: Mapping, ratios: Mapping, specs,
+          intervals: Mapping | None = None) -> list[list[str]]:
     rows = []
     for label, path, scale, ratio_key in specs:
         row = [label]
@@ -224,6 +236,8 @@ def _rows(configs: Mapping, ratios: Mapping, specs) -> list[list[str]]:
         if ratios:
             ratio = ratios.get(ratio_key) if ratio_key else None
             ratio_text = format_ratio(ratio) if ratio_key else ""
+            if ratio is not None and intervals:
+                ratio_text += format_interval(intervals.get(ratio_key))
             row.append(ratio_text + (f" ({_MAX_MARK})" if is_marked and ratio is not None else ""))
         rows.append(row)
     return rows
@@ -238,10 +252,11 @@ def _unsupported_sample_count(figures: Mapping, path: tuple[str, ...]) -> int | 
     return None
 
 
-def _markdown_table(configs: Mapping, ratios: Mapping, specs) -> list[str]:
+def _markdown_table(configs: Mapping, ratios: Mapping, specs,
+                    intervals: Mapping | None = None) -> list[str]:
     header = ["metric", *configs, *(["baseline / fastswitch"] if ratios else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(configs, ratios, specs)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(configs, ratios, specs, intervals)]
     return lines
 
 
