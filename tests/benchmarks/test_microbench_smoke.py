@@ -6,8 +6,10 @@ import argparse
 import importlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from fastswitch_worker.engine.attention import decode_batches
 from fastswitch_worker.engine.kv_manager import KVLayout, KVManager
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -39,3 +41,10 @@ def test_reuse_copies_fewer_blocks_out_than_the_baseline(bench) -> None:
     assert baseline["num_preemptions"] == fastswitch["num_preemptions"] == 2
     assert fastswitch["swap_out_blocks"] < baseline["swap_out_blocks"]
     assert fastswitch["swap_out_copies"] < baseline["swap_out_copies"]
+
+
+def test_decode_mixed_lengths_measures_steps_in_both_configurations(bench) -> None:
+    mixed = bench("decode_mixed_lengths")
+    assert len(decode_batches(np.array([40, 200]))) == 2  # so the two configurations differ
+    step_ms = mixed.measure((40, 200), num_steps=2, num_threads=1)
+    assert len(step_ms) == 2 and all(ms > 0 for ms in step_ms)

@@ -7,10 +7,14 @@ contiguous memory range (one copy per extent when swapping).
 
 Per forward pass `plan_attention` turns the metadata into gather indices once; every layer then
 reads exactly the K/V rows it needs with one `index_select` over the flat cache (no padded copy
-of whole blocks, no per-layer index building). Decodes are attended in one batch: a decode has a
-single query position, so the g query heads sharing a KV head become g "query rows" of that KV
-head ([num_decodes, num_kv_heads, g, head_dim]) and grouped-query attention needs no repeated
-K/V. A full prefill attends to the K/V it has just computed (same values as the cache holds).
+of whole blocks, no per-layer index building). Decodes are attended in batches of similar
+context length: a batch pads its keys to its longest context, so decodes of 600 and 60 tokens
+together would gather and attend 1,200 key rows for 660 real ones; a new batch starts where a
+context is shorter than `DECODE_BATCH_MIN_FILL` of the longest in its batch, which bounds the
+padding at a quarter of the rows for a few more attention calls. A decode has a single query
+position, so the g query heads sharing a KV head become g "query rows" of that KV head
+([num_decodes, num_kv_heads, g, head_dim]) and grouped-query attention needs no repeated K/V.
+A full prefill attends to the K/V it has just computed (same values as the cache holds).
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ import torch.nn.functional as F
 
 from fastswitch_worker.engine.attention_metadata import AttentionMetadata
 
-__all__ = ["AttentionMetadata", "AttentionPlan", "paged_attention", "plan_attention", "write_kv"]
+__all__ = ["AttentionMetadata", "AttentionPlan", "decode_batches", "paged_attention",
+           "plan_attention", "write_kv"]
+
+# A decode batch's shortest context is at least this share of its longest (see above), unless
+# it is within DECODE_BATCH_MIN_PADDING tokens of it: padding that short costs less than a call.
+DECODE_BATCH_MIN_FILL = 0.75
+DECODE_BATCH_MIN_PADDING = 64
 
 
 def write_kv(
@@ -61,7 +71,7 @@ class _ChunkPlan:
 
 @dataclass(frozen=True)
 class _DecodePlan:
-    """All sequences with one new token, attended in one padded batch."""
+    """Sequences with one new token and similar contexts, attended in one padded batch."""
 
     row_ids: torch.Tensor  # [num_decodes] int64 rows of the flattened batch
     is_all_rows: bool  # the decodes are the whole batch, in order (no row gather/scatter)
@@ -77,7 +87,7 @@ class AttentionPlan:
 
     layer_stride_rows: int  # flat-cache rows between one layer's K rows and the next layer's
     chunks: tuple[_ChunkPlan, ...]
-    decode: _DecodePlan | None
+    decodes: tuple[_DecodePlan, ...]  # longest contexts first
 
 
 def _flat_rows(block_tables: np.ndarray, key_len: int, block_size: int, num_layers: int,
@@ -113,24 +123,52 @@ def plan_attention(attn: AttentionMetadata, kv_cache: torch.Tensor) -> Attention
             query_positions = torch.arange(context_len - query_len, context_len, device=device)
             mask = torch.arange(context_len, device=device)[None, :] <= query_positions[:, None]
         chunks.append(_ChunkPlan(start, end, torch.from_numpy(rows.reshape(-1)).to(device), mask))
-    decode = None
+    decodes = []
     decode_seqs = np.flatnonzero(is_decode)
-    if decode_seqs.size:
-        lens = attn.context_lens[decode_seqs]
+    is_all_rows = bool(decode_seqs.size == attn.num_tokens)
+    for batch in decode_batches(attn.context_lens[decode_seqs]):
+        seqs = decode_seqs[batch]
+        lens = attn.context_lens[seqs]
         key_len = int(lens.max())
-        rows = _flat_rows(attn.block_tables[decode_seqs], key_len, block_size, num_layers, lens)
+        rows = _flat_rows(attn.block_tables[seqs], key_len, block_size, num_layers, lens)
         key_mask = None
         if int(lens.min()) != key_len:
             is_past = np.arange(key_len)[None, :] >= lens[:, None]
             key_mask = torch.from_numpy(np.where(is_past, -np.inf, 0.0)).to(
                 device=device, dtype=kv_cache.dtype)[:, None, None, :]
-        row_ids = attn.query_start_locs[decode_seqs]
-        decode = _DecodePlan(
-            row_ids=torch.from_numpy(row_ids).to(device),
-            is_all_rows=bool(decode_seqs.size == attn.num_tokens),
+        decodes.append(_DecodePlan(
+            row_ids=torch.from_numpy(attn.query_start_locs[seqs]).to(device),
+            # One batch of every row in order needs no gather or scatter of rows.
+            is_all_rows=is_all_rows and seqs.size == decode_seqs.size,
             kv_rows=torch.from_numpy(rows.reshape(-1)).to(device),
-            key_len=key_len, key_mask=key_mask)
-    return AttentionPlan(layer_stride_rows=2 * block_size, chunks=tuple(chunks), decode=decode)
+            key_len=key_len, key_mask=key_mask))
+    return AttentionPlan(layer_stride_rows=2 * block_size, chunks=tuple(chunks),
+                         decodes=tuple(decodes))
+
+
+def decode_batches(context_lens: np.ndarray) -> list[np.ndarray]:
+    """Positions in `context_lens` grouped into decode batches (pure): longest first, a new
+    batch wherever a context would pad to its batch's longest by more than both
+    DECODE_BATCH_MIN_PADDING tokens and 1 - DECODE_BATCH_MIN_FILL of the longest. In the
+    order of `context_lens` when one batch holds them all."""
+    if context_lens.size == 0:
+        return []
+    if not _needs_own_batch(int(context_lens.min()), int(context_lens.max())):
+        return [np.arange(context_lens.size)]
+    order = np.argsort(-context_lens, kind="stable")
+    ordered_lens = context_lens[order].tolist()
+    batches, start = [], 0
+    for index, length in enumerate(ordered_lens):
+        if _needs_own_batch(length, ordered_lens[start]):
+            batches.append(order[start:index])
+            start = index
+    batches.append(order[start:])
+    return batches
+
+
+def _needs_own_batch(context_len: int, longest: int) -> bool:
+    return (longest - context_len > DECODE_BATCH_MIN_PADDING
+            and context_len < DECODE_BATCH_MIN_FILL * longest)
 
 
 def _gather(flat_cache: torch.Tensor, rows: torch.Tensor, layer_offset: int,
@@ -159,9 +197,8 @@ def paged_attention(
     num_kv_heads, head_dim = kv_cache.shape[4], kv_cache.shape[5]
     flat_cache = kv_cache.view(-1, num_kv_heads, head_dim)  # the cache is one contiguous tensor
     layer_offset = layer_idx * plan.layer_stride_rows
-    decode = plan.decode
-    if decode is not None and decode.is_all_rows and not plan.chunks:
-        return _attend_decodes(query, flat_cache, layer_offset, decode)
+    if len(plan.decodes) == 1 and plan.decodes[0].is_all_rows and not plan.chunks:
+        return _attend_decodes(query, flat_cache, layer_offset, plan.decodes[0])
     output = torch.empty_like(query)
     for chunk in plan.chunks:
         rows = slice(chunk.query_start, chunk.query_end)
@@ -180,7 +217,7 @@ def paged_attention(
             enable_gqa=True,
         )  # [1, heads, n, dim]
         output[rows] = chunk_output[0].transpose(0, 1)
-    if decode is not None:
+    for decode in plan.decodes:
         output[decode.row_ids] = _attend_decodes(
             query[decode.row_ids], flat_cache, layer_offset, decode)
     return output

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from fastswitch_worker.engine.attention import (
     AttentionMetadata,
+    decode_batches,
     paged_attention,
     plan_attention,
     write_kv,
@@ -17,8 +19,8 @@ from fastswitch_worker.engine.attention import (
 NUM_BLOCKS, NUM_LAYERS, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM, NUM_HEADS = 12, 3, 4, 2, 8, 6
 
 
-def empty_cache() -> torch.Tensor:
-    return torch.zeros(NUM_BLOCKS, NUM_LAYERS, 2, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
+def empty_cache(num_blocks: int = NUM_BLOCKS) -> torch.Tensor:
+    return torch.zeros(num_blocks, NUM_LAYERS, 2, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM)
 
 
 def slots_of(block_ids: list[int], positions: range) -> list[int]:
@@ -84,9 +86,49 @@ def test_paged_attention_matches_dense_for_prefill_chunk_and_decodes_with_gqa() 
         block_tables=tuple(torch.tensor(t) for t in tables),
     )
     plan = plan_attention(attn, kv_cache)
-    assert len(plan.chunks) == 2 and plan.decode is not None
+    assert len(plan.chunks) == 2 and len(plan.decodes) == 1
     output = paged_attention(query, kv_cache, layer_idx, plan)
     for i in range(4):
+        rows = slice(query_start_locs[i], query_start_locs[i + 1])
+        expected = dense_causal_attention(query[rows], full_keys[i], full_values[i])
+        torch.testing.assert_close(output[rows], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decodes_batch_by_context_length_so_short_ones_do_not_pad_to_long_ones() -> None:
+    # Longest first; 300 pads to 600 by more than a quarter and 64 tokens: its own batch;
+    # 60 pads to 100 by 40 tokens only: it stays.
+    lens = np.array([600, 60, 580, 100, 90, 300])
+    assert [b.tolist() for b in decode_batches(lens)] == [[0, 2], [5], [3, 4, 1]]
+    assert [b.tolist() for b in decode_batches(np.array([40, 38, 10, 45]))] == [[0, 1, 2, 3]]
+    assert [b.tolist() for b in decode_batches(np.array([500, 420, 400]))] == [[0, 1, 2]]
+    assert decode_batches(np.array([], dtype=np.int64)) == []
+
+
+@pytest.mark.parametrize("with_prefill_chunk", [False, True])
+def test_decodes_of_very_different_lengths_match_dense_attention(with_prefill_chunk: bool) -> None:
+    torch.manual_seed(1)
+    kv_cache = empty_cache(num_blocks=120)
+    layer_idx = 1
+    context_lens = [150, 5, 40, 140, 3] + ([12] if with_prefill_chunk else [])
+    query_lens = [1, 1, 1, 1, 1] + ([8] if with_prefill_chunk else [])
+    free_blocks = iter(torch.randperm(120).tolist())  # scattered, as a real pool leaves them
+    tables = [[next(free_blocks) for _ in range(-(-n // BLOCK_SIZE))] for n in context_lens]
+    full_keys = [torch.randn(n, NUM_KV_HEADS, HEAD_DIM) for n in context_lens]
+    full_values = [torch.randn(n, NUM_KV_HEADS, HEAD_DIM) for n in context_lens]
+    for table, keys, values in zip(tables, full_keys, full_values, strict=True):
+        write_kv(kv_cache, layer_idx, keys, values, torch.tensor(slots_of(table, range(keys.shape[0]))))
+    query_start_locs = [0]
+    for query_len in query_lens:
+        query_start_locs.append(query_start_locs[-1] + query_len)
+    query = torch.randn(query_start_locs[-1], NUM_HEADS, HEAD_DIM)
+    attn = AttentionMetadata(
+        slot_mapping=torch.zeros(query_start_locs[-1], dtype=torch.int64),
+        query_start_locs=tuple(query_start_locs), context_lens=tuple(context_lens),
+        block_tables=tuple(torch.tensor(t) for t in tables))
+    plan = plan_attention(attn, kv_cache)
+    assert len(plan.decodes) == 2  # [150, 140] and [40, 5, 3] (40 pads the others by < 64)
+    output = paged_attention(query, kv_cache, layer_idx, plan)
+    for i in range(len(context_lens)):
         rows = slice(query_start_locs[i], query_start_locs[i + 1])
         expected = dense_causal_attention(query[rows], full_keys[i], full_values[i])
         torch.testing.assert_close(output[rows], expected, atol=1e-5, rtol=1e-5)
