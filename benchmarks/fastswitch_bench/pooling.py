@@ -8,6 +8,7 @@ runs gives the percentile more samples behind it and shows the spread the single
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from fastswitch_bench.bootstrap import TurnLatencies, ratio_intervals
@@ -21,19 +22,26 @@ from fastswitch_bench.stats import (
 
 LATENCY_RATIO_KEYS = tuple(f"{metric}_{percentile_key(q)}" for metric in ("ttft", "tbt")
                            for q in DEFAULT_PERCENTILES)
+# What a configuration ran with, as its report's settings record it: runs pool only when these
+# match where both reports record them (the rest of the settings are what happened: failed
+# turns, reused bytes...), and when their commands match but for --out.
+SETUP_KEYS = ("mode", "model", "device", "dtype", "block_size", "compute_threads", "policy",
+              "trace_pattern", "trace_update_probability_per_iteration", "kv_cache_bytes",
+              "host_kv_bytes", "max_num_batched_tokens", "tick_ms")
 
 
 class PoolingError(ValueError):
-    """The reports cannot be pooled (no turns recorded, different workloads)."""
+    """The reports cannot be pooled (no turns recorded, different workloads or setups)."""
 
 
 def pool_reports(reports: Sequence[Mapping], *, names: Sequence[str]) -> dict[str, object]:
     """The pooled comparison of `reports` (report.json documents of `fastswitch bench`, one
     per run, `names` naming them). Raises PoolingError unless every report replayed the same
-    workload and carries per-turn samples for both configurations."""
+    workload with the same setup (SETUP_KEYS) and carries per-turn samples for both
+    configurations."""
     if len(reports) != len(names) or not reports:
         raise PoolingError("pool at least one report, with one name per report")
-    _check_same_workload(reports, names)
+    _check_same_setup(reports, names)
     pooled: dict[str, list[TurnLatencies]] = {BASELINE: [], FASTSWITCH: []}
     for report, name in zip(reports, names, strict=True):
         for config in pooled:
@@ -61,11 +69,34 @@ def pool_reports(reports: Sequence[Mapping], *, names: Sequence[str]) -> dict[st
     }
 
 
-def _check_same_workload(reports: Sequence[Mapping], names: Sequence[str]) -> None:
-    first = reports[0]["workload"]
+def _check_same_setup(reports: Sequence[Mapping], names: Sequence[str]) -> None:
+    first = reports[0]
     for report, name in zip(reports[1:], names[1:], strict=True):
-        if report["workload"] != first:
+        if report["workload"] != first["workload"]:
             raise PoolingError(f"{name} replayed a different workload than {names[0]}")
+        if _command_but_out(report["command"]) != _command_but_out(first["command"]):
+            raise PoolingError(f"{name} ran `{report['command']}`, {names[0]} "
+                               f"`{first['command']}`")
+        for config in (BASELINE, FASTSWITCH):
+            settings, first_settings = (r["configs"][config]["settings"] for r in (report, first))
+            for key in SETUP_KEYS:
+                if key in settings and key in first_settings and settings[key] != first_settings[key]:
+                    raise PoolingError(f"{name} ran {config} with {key} {settings[key]!r}, "
+                                       f"{names[0]} with {first_settings[key]!r}")
+
+
+def _command_but_out(command: str) -> list[str]:
+    """The command's words without its --out option (where each run wrote its report)."""
+    words = shlex.split(command)
+    kept, skip_next = [], False
+    for word in words:
+        if skip_next:
+            skip_next = False
+        elif word == "--out":
+            skip_next = True
+        elif not word.startswith("--out="):
+            kept.append(word)
+    return kept
 
 
 def _latency_figures(turns: Sequence[TurnLatencies]) -> dict[str, dict[str, object]]:

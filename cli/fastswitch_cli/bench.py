@@ -163,7 +163,7 @@ async def _run_config(args: argparse.Namespace, scenario, device: str,
                     "policy": scheduler.policy, "kv_cache_bytes": engine.kv_cache_bytes,
                     "host_kv_bytes": engine.host_kv_bytes,
                     "max_num_batched_tokens": engine.max_num_batched_tokens,
-                    "tick_ms": scheduler.tick_ms,
+                    "tick_ms": scheduler.tick_ms, "trace_pattern": scheduler.trace_pattern,
                     "trace_update_probability_per_iteration": scheduler.trace_update_probability}
     if address is not None:
         return await _measure(address, workload, tenants, vocab_size, args.seed, mode.value,

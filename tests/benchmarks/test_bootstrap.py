@@ -137,10 +137,21 @@ def test_pooling_adds_up_the_runs_and_keeps_each_runs_ratios() -> None:
     assert pooled["ratio_intervals"]["ttft_p99"] is not None  # 240 turns support p99
 
 
-def test_pooling_refuses_other_workloads_and_reports_without_turns() -> None:
+def test_pooling_refuses_other_workloads_or_setups_and_reports_without_turns() -> None:
     with pytest.raises(PoolingError, match="different workload"):
         pool_reports([_report(2.0, seed=0), _report(2.0, seed=0, workload={"seed": 1})],
                      names=["a", "b"])
+    markov, random_pattern = _report(2.0, seed=0), _report(2.0, seed=0)
+    markov["configs"]["baseline"]["settings"]["trace_pattern"] = "markov"
+    random_pattern["configs"]["baseline"]["settings"]["trace_pattern"] = "random"
+    with pytest.raises(PoolingError, match="trace_pattern 'random'"):
+        pool_reports([markov, random_pattern], names=["markov", "random"])
+    random_pattern["command"] = "fastswitch bench --trace-pattern random --out elsewhere"
+    with pytest.raises(PoolingError, match="ran `fastswitch bench --trace-pattern random"):
+        pool_reports([_report(2.0, seed=0), random_pattern], names=["markov", "random"])
+    elsewhere = _report(1.5, seed=3)
+    elsewhere["command"] = "fastswitch bench --out=run2"  # only --out differs: poolable
+    assert pool_reports([_report(2.0, seed=0), elsewhere], names=["a", "b"])["runs"] == ["a", "b"]
     old = _report(2.0, seed=0)
     old["configs"]["fastswitch"].pop("turns")
     with pytest.raises(PoolingError, match="no per-turn samples"):

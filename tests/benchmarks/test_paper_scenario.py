@@ -163,6 +163,11 @@ def test_bench_paper_scenario_on_cpu_writes_the_contract_and_the_breakdown(tmp_p
         assert breakdown["mean_ms"]["running"] > 0
         assert set(breakdown["p99_ttft_request"]["phases_ms"]) == set(PHASES)
         assert config["settings"]["trace_update_probability_per_iteration"] == 0.04
+        assert config["settings"]["trace_pattern"] == "markov"
         assert config["settings"]["num_kv_exhausted_preemptions"] >= 0  # the workers' own
+        # Every turn's latencies, as the percentiles saw them (what pooling runs needs).
+        assert len(config["turns"]) == config["ttft_ms"]["num_samples"]
+        assert sum(len(t["tbt_ms"]) for t in config["turns"]) == config["tbt_ms"]["num_samples"]
+    assert set(report["ratio_intervals"]) >= {"ttft_p50", "tbt_p50", "tbt_p99.9"}
     markdown = (out / "report.md").read_text()
     assert "## Where the time went" in markdown and "## Scenario: paper" in markdown
